@@ -1,0 +1,32 @@
+//! The one place where routes are registered. PROTOCOL.md documents each of them.
+
+use super::{Ctx, Params, Reply, Router};
+use crate::proto::http1::{Body, Request, Response};
+
+const INDEX_HTML: &str = include_str!("pages/index.html");
+
+pub fn routes() -> Router {
+    let mut r = Router::default();
+    r.get("/", index);
+    r.get("/healthz", healthz);
+    r.get("/stats", stats);
+    r
+}
+
+/// `GET /`: the built-in index page, unless `--static DIR` has an `index.html`.
+fn index(ctx: &mut Ctx<'_>, req: &Request, _: &Params) -> Reply {
+    if let Some(reply) = ctx.static_dir.and_then(|d| d.serve(req)) {
+        return reply;
+    }
+    Response::new(200, "text/html; charset=utf-8", Body::Static(INDEX_HTML.as_bytes())).into()
+}
+
+/// `GET /healthz`: liveness for load balancers and load tests.
+fn healthz(_: &mut Ctx<'_>, _: &Request, _: &Params) -> Reply {
+    Response::new(200, "text/plain; charset=utf-8", Body::Static(b"ok\n")).into()
+}
+
+/// `GET /stats`: the counters as JSON.
+fn stats(ctx: &mut Ctx<'_>, _: &Request, _: &Params) -> Reply {
+    Response::json(200, &ctx.stats.to_json(ctx.now)).header("Cache-Control", "no-store").into()
+}

@@ -1,0 +1,67 @@
+//! Every limit and timeout of the server, each with its default and why.
+//!
+//! `main.rs` fills a [`Config`] from the command line; tests build one directly.
+//! PROTOCOL.md lists the same limits as a client sees them.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Where to listen. Default `127.0.0.1:8000`: loopback, so a first run exposes nothing.
+    pub listen: SocketAddr,
+    /// Serve files from this folder when no route matches (like express.static).
+    pub static_dir: Option<PathBuf>,
+
+    /// Bytes of one request head (request line + headers). Past it: 431. 16 KiB is what
+    /// nginx's `large_client_header_buffers` allows for one header line and fits every
+    /// real browser request, cookies included.
+    pub max_head_bytes: usize,
+    /// Number of request headers. Past it: 431. Browsers send fewer than 30.
+    pub max_headers: usize,
+    /// Request body bytes (Content-Length or the sum of chunks). Past it: 413. Publishing is
+    /// the only use of bodies; 1 MiB is far above any push message.
+    pub max_body_bytes: usize,
+    /// A request head must arrive complete within this time of its first byte (or of the
+    /// connection's opening): the slowloris guard. Past it: 408 and close.
+    pub header_timeout: Duration,
+    /// A request body must make progress at least this often. Past it: 408 and close.
+    pub body_timeout: Duration,
+    /// An idle keep-alive connection (between requests) is closed silently after this.
+    /// 75 s is nginx's default and longer than browsers keep idle sockets (Chrome: 60 s).
+    pub keepalive_timeout: Duration,
+    /// Cap on output waiting in user space for one connection. A plain HTTP connection that
+    /// pipelines past it stops being read until the output drains.
+    pub max_output_bytes: usize,
+    /// On SIGINT/SIGTERM, in-flight responses get this long to finish before the rest close.
+    pub drain_timeout: Duration,
+    /// Log the /stats counters this often; zero turns it off.
+    pub stats_interval: Duration,
+    /// Requests handled for one connection per wake-up before the loop serves the others
+    /// (fairness: a pipelining client cannot starve the rest).
+    pub max_requests_per_wakeup: usize,
+    /// Maximum simultaneous connections; further accepts are closed at once. Bounded well
+    /// below the fd limit so a flood cannot starve the listener of descriptors for files.
+    pub max_connections: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8000)),
+            static_dir: None,
+            max_head_bytes: 16 * 1024,
+            max_headers: 100,
+            max_body_bytes: 1024 * 1024,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            keepalive_timeout: Duration::from_secs(75),
+            max_output_bytes: 4 * 1024 * 1024,
+            drain_timeout: Duration::from_secs(5),
+            stats_interval: Duration::from_secs(60),
+            max_requests_per_wakeup: 64,
+            max_connections: 100_000,
+        }
+    }
+}

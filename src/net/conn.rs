@@ -1,0 +1,182 @@
+//! One connection: its socket, buffers, transport state and deadline.
+//!
+//! ```text
+//!            reply says close / error
+//!   Open ───────────────────────────▶ CloseAfterFlush ──output drained──▶ Lingering ──EOF or 2 s──▶ freed
+//!     │  peer EOF, nothing left to answer                                     ▲
+//!     └───────────────────────────────────────────────────────────────── freed│
+//! ```
+//!
+//! Lingering (after `shutdown(SHUT_WR)`, reading and discarding until the peer closes) is what
+//! lets a client read our 413 or 400 even though it is still sending: closing a socket with
+//! unread input makes the kernel send RST, which can destroy the response in flight.
+
+use std::fs::File;
+use std::time::{Duration, Instant};
+
+use mio::net::TcpStream;
+
+use super::outbuf::OutBuf;
+use crate::app::ConnKind;
+use crate::config::Config;
+use crate::proto::http1::{response, DateCache, Persist, RequestReader, Response};
+
+/// How long a closing connection waits for the peer's FIN before it is dropped anyway.
+pub const LINGER: Duration = Duration::from_secs(2);
+
+#[derive(Debug)]
+pub enum Life {
+    Open,
+    /// Send what is queued, then linger and close. No more input is processed.
+    CloseAfterFlush,
+    /// Our side is shut down; input is read and discarded until EOF or the deadline.
+    Lingering { until: Instant },
+}
+
+/// A file being streamed as a response body.
+#[derive(Debug)]
+pub struct FileSend {
+    pub file: File,
+    pub left: u64,
+}
+
+/// The HTTP/1.1 request/response state of a connection.
+#[derive(Debug)]
+pub struct Http {
+    pub reader: RequestReader,
+    /// When the head now being received began to arrive (or when the connection opened,
+    /// before its first request): the header timeout runs from here.
+    pub head_started: Option<Instant>,
+    pub file: Option<FileSend>,
+}
+
+/// What a connection is speaking. Later layers add WebSocket, SSE and long-poll states.
+#[derive(Debug)]
+pub enum Transport {
+    Http(Http),
+}
+
+/// What happens when a connection's deadline passes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expiry {
+    /// Answer 408 and close.
+    RequestTimeout,
+    /// Close without a word (idle keep-alive, stuck output, end of linger).
+    Close,
+}
+
+#[derive(Debug)]
+pub struct Conn {
+    pub sock: TcpStream,
+    /// Unique for the process's life; timers carry it so a reused slab slot is never confused.
+    pub id: u64,
+    /// Input not yet used by the transport (a partial head or frame). Empty, without
+    /// capacity, whenever nothing is partial: idle connections hold no input buffer.
+    pub inbuf: Vec<u8>,
+    pub out: OutBuf,
+    pub transport: Transport,
+    pub life: Life,
+    /// The socket may have unread input (readiness is a hint: set by READABLE events, cleared
+    /// when a read returns EAGAIN, a short count, or EOF).
+    pub read_ready: bool,
+    /// `inbuf` may hold input the transport has not been offered yet (processing stopped at
+    /// a limit, not for lack of bytes).
+    pub stalled: bool,
+    /// The peer shut down its sending side.
+    pub peer_eof: bool,
+    /// WRITABLE is registered (only while output is blocked).
+    pub write_interest: bool,
+    /// Queued on the loop's pending list (can make progress without a new event).
+    pub pending: bool,
+    /// Marked for closing at the end of this loop iteration.
+    pub dead: bool,
+    pub last_progress: Instant,
+    /// The earliest timer-heap entry this connection has outstanding.
+    pub timer_at: Option<Instant>,
+}
+
+impl Conn {
+    pub fn new(sock: TcpStream, id: u64, reader: RequestReader, now: Instant) -> Conn {
+        Conn {
+            sock,
+            id,
+            inbuf: Vec::new(),
+            out: OutBuf::default(),
+            transport: Transport::Http(Http { reader, head_started: Some(now), file: None }),
+            life: Life::Open,
+            read_ready: false,
+            stalled: false,
+            peer_eof: false,
+            write_interest: false,
+            pending: false,
+            dead: false,
+            last_progress: now,
+            timer_at: None,
+        }
+    }
+
+    pub fn kind(&self) -> ConnKind {
+        match self.transport {
+            Transport::Http(_) => ConnKind::Http,
+        }
+    }
+
+    pub fn sending_file(&self) -> bool {
+        matches!(&self.transport, Transport::Http(h) if h.file.is_some())
+    }
+
+    /// Whether the transport may be given more input now. False while closing, while a file
+    /// is streaming (pipelined requests wait their turn) and while output is over its cap
+    /// (back-pressure: a client that does not read stops being read).
+    pub fn wants_input(&self, cfg: &Config) -> bool {
+        matches!(self.life, Life::Open) && !self.sending_file() && self.out.len() < cfg.max_output_bytes
+    }
+
+    /// Nothing in flight: no partial request, no output, no file.
+    pub fn is_idle_http(&self) -> bool {
+        match &self.transport {
+            Transport::Http(h) => {
+                matches!(self.life, Life::Open)
+                    && h.file.is_none()
+                    && !h.reader.in_body()
+                    && self.inbuf.is_empty()
+                    && self.out.is_empty()
+            }
+        }
+    }
+
+    /// When this connection next needs attention, and what to do then.
+    pub fn deadline(&self, cfg: &Config) -> (Instant, Expiry) {
+        if let Life::Lingering { until } = self.life {
+            return (until, Expiry::Close);
+        }
+        if !self.out.is_empty() || self.sending_file() || !matches!(self.life, Life::Open) {
+            // A peer that stops reading our output for this long is gone.
+            return (self.last_progress + cfg.keepalive_timeout, Expiry::Close);
+        }
+        match &self.transport {
+            Transport::Http(h) => {
+                if h.reader.in_body() {
+                    (self.last_progress + cfg.body_timeout, Expiry::RequestTimeout)
+                } else if let Some(t) = h.head_started {
+                    (t + cfg.header_timeout, Expiry::RequestTimeout)
+                } else {
+                    (self.last_progress + cfg.keepalive_timeout, Expiry::Close)
+                }
+            }
+        }
+    }
+
+    /// Queues a response. `head_only` for HEAD requests: the headers say what GET would send.
+    pub fn queue_response(&mut self, resp: Response, head_only: bool, persist: Persist, date: &DateCache) {
+        let has_body = response::status_has_body(resp.status);
+        let len = has_body.then_some(resp.body.len() as u64);
+        self.out.with_tail(|v| response::write_head(v, resp.status, &resp.headers, len, persist, date));
+        if has_body && !head_only {
+            self.out.push_body(resp.body);
+        }
+        if persist == Persist::Close {
+            self.life = Life::CloseAfterFlush;
+        }
+    }
+}

@@ -1,0 +1,521 @@
+//! The event loop: one thread, one mio `Poll`, every connection in a `Slab`.
+//!
+//! Each iteration: sleep until an event or the next deadline (never a fixed short timeout,
+//! so an idle server uses no CPU), dispatch events, re-run connections that can progress
+//! without an event (the pending list), fire due timers, and only then free the connections
+//! marked dead, so no slot is reused while this iteration still holds its token.
+
+use std::io::{self, Read};
+use std::net::{Shutdown, SocketAddr};
+use std::time::{Instant, SystemTime};
+
+use mio::event::Event;
+use mio::net::TcpListener;
+use mio::{Events, Interest, Poll, Token};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook_mio::v1_0::Signals;
+use slab::Slab;
+
+use super::conn::{Conn, Expiry, Life, Transport, LINGER};
+use super::http::{self, Env, Stop};
+use super::outbuf::Flush;
+use super::timers::{TimerKey, Timers};
+use crate::app::App;
+use crate::config::Config;
+use crate::error::HttpError;
+use crate::proto::http1::{DateCache, HeadLimits, ReaderLimits, RequestReader};
+
+const LISTENER: Token = Token(usize::MAX - 1);
+const SIGNALS: Token = Token(usize::MAX - 2);
+
+/// Size of the shared read buffer. Every read lands here first; a connection copies out only
+/// what it cannot use yet. 64 KiB lets one read take a burst of pipelined requests.
+const SCRATCH: usize = 64 * 1024;
+/// A streamed file is read in pieces of this size, whenever the output queue is below it.
+const FILE_CHUNK: usize = 64 * 1024;
+/// Bytes of a file sent to one connection per wake-up before the others get their turn.
+const FILE_BUDGET: usize = 1024 * 1024;
+/// After an accept fails for lack of descriptors, wait this long before trying again.
+const ACCEPT_BACKOFF: std::time::Duration = std::time::Duration::from_millis(100);
+
+pub struct Server {
+    poll: Poll,
+    listener: Option<TcpListener>,
+    local_addr: SocketAddr,
+    signals: Option<Signals>,
+    conns: Slab<Conn>,
+    timers: Timers,
+    app: App,
+    scratch: Box<[u8]>,
+    date: DateCache,
+    now: Instant,
+    next_id: u64,
+    /// Connections that can progress without waiting for an event.
+    pending: Vec<Token>,
+    /// Connections to free at the end of the iteration.
+    to_close: Vec<Token>,
+    /// Set once shutdown began: the instant the drain time ends.
+    draining: Option<Instant>,
+}
+
+impl Server {
+    /// Binds the listener. Signal handling is installed by [`Server::handle_signals`], so
+    /// tests can run several servers in one process.
+    pub fn bind(config: Config) -> io::Result<Server> {
+        let poll = Poll::new()?;
+        let mut listener = TcpListener::bind(config.listen)?;
+        let local_addr = listener.local_addr()?;
+        poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
+        let now = Instant::now();
+        let mut timers = Timers::default();
+        if !config.stats_interval.is_zero() {
+            timers.add(now + config.stats_interval, TimerKey::StatsLog);
+        }
+        let app = App::new(config, now)?;
+        Ok(Server {
+            poll,
+            listener: Some(listener),
+            local_addr,
+            signals: None,
+            conns: Slab::new(),
+            timers,
+            app,
+            scratch: vec![0; SCRATCH].into_boxed_slice(),
+            date: DateCache::new(SystemTime::now()),
+            now,
+            next_id: 0,
+            pending: Vec::new(),
+            to_close: Vec::new(),
+            draining: None,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// SIGINT and SIGTERM start a graceful shutdown.
+    pub fn handle_signals(&mut self) -> io::Result<()> {
+        let mut signals = Signals::new([SIGINT, SIGTERM])?;
+        self.poll.registry().register(&mut signals, SIGNALS, Interest::READABLE)?;
+        self.signals = Some(signals);
+        Ok(())
+    }
+
+    /// Runs until a graceful shutdown completes.
+    pub fn run(mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let timeout = if !self.pending.is_empty() {
+                Some(std::time::Duration::ZERO)
+            } else {
+                self.timers.next_deadline().map(|d| d.saturating_duration_since(Instant::now()))
+            };
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            self.now = Instant::now();
+            self.date.update(SystemTime::now());
+
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => self.accept(),
+                    SIGNALS => self.on_signal(),
+                    token => self.on_conn_event(token, event),
+                }
+            }
+            for token in std::mem::take(&mut self.pending) {
+                if let Some(conn) = self.conns.get_mut(token.0) {
+                    conn.pending = false;
+                    self.drive(token);
+                }
+            }
+            self.fire_timers();
+            for token in std::mem::take(&mut self.to_close) {
+                self.free(token);
+            }
+            if let Some(end) = self.draining {
+                if self.conns.is_empty() || self.now >= end {
+                    log::info!("shutdown complete ({} connections closed at the deadline)", self.conns.len());
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// Accepts until the backlog is empty (edge-triggered: one event may stand for many).
+    fn accept(&mut self) {
+        loop {
+            let Some(listener) = &self.listener else { return };
+            match listener.accept() {
+                Ok((mut sock, _peer)) => {
+                    if self.conns.len() >= self.app.config.max_connections {
+                        // Dropping closes it: over capacity, refusing is kinder than stalling.
+                        continue;
+                    }
+                    // Push messages are small and latency-bound: never wait for Nagle.
+                    let _ = sock.set_nodelay(true);
+                    let entry = self.conns.vacant_entry();
+                    let token = Token(entry.key());
+                    if let Err(e) = self.poll.registry().register(&mut sock, token, Interest::READABLE) {
+                        log::warn!("register: {e}");
+                        continue;
+                    }
+                    self.next_id += 1;
+                    let limits = ReaderLimits {
+                        head: HeadLimits {
+                            max_head_bytes: self.app.config.max_head_bytes,
+                            max_headers: self.app.config.max_headers,
+                        },
+                        max_body_bytes: self.app.config.max_body_bytes,
+                    };
+                    let conn = Conn::new(sock, self.next_id, RequestReader::new(limits), self.now);
+                    self.app.stats.accepted += 1;
+                    self.app.stats.conn_opened(conn.kind());
+                    entry.insert(conn);
+                    self.arm_timer(token);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if is_resource_exhaustion(&e) => {
+                    // EMFILE/ENFILE: the pending connection stays in the backlog and the
+                    // listener stays readable. Retrying now would spin; wait a little while
+                    // the existing connections keep being served.
+                    log::warn!("accept: {e}; pausing accepts for {ACCEPT_BACKOFF:?}");
+                    if let Some(mut l) = self.listener.take() {
+                        let _ = self.poll.registry().deregister(&mut l);
+                        self.listener = Some(l);
+                    }
+                    self.timers.add(self.now + ACCEPT_BACKOFF, TimerKey::AcceptRetry);
+                    return;
+                }
+                // ECONNABORTED and the like concern one connection only.
+                Err(e) => log::debug!("accept: {e}"),
+            }
+        }
+    }
+
+    fn on_signal(&mut self) {
+        let Some(signals) = &mut self.signals else { return };
+        if signals.pending().next().is_some() && self.draining.is_none() {
+            self.begin_drain();
+        }
+    }
+
+    /// Graceful shutdown: stop accepting, close idle connections, let the others finish
+    /// what they are doing (their responses now say `Connection: close`).
+    pub fn begin_drain(&mut self) {
+        let end = self.now + self.app.config.drain_timeout;
+        log::info!("shutting down: draining {} connections (at most {:?})", self.conns.len(), self.app.config.drain_timeout);
+        self.draining = Some(end);
+        if let Some(mut l) = self.listener.take() {
+            let _ = self.poll.registry().deregister(&mut l);
+        }
+        self.timers.add(end, TimerKey::DrainEnd);
+        let idle: Vec<usize> = self.conns.iter().filter(|(_, c)| c.is_idle_http()).map(|(k, _)| k).collect();
+        for key in idle {
+            self.mark_dead(Token(key));
+        }
+    }
+
+    fn on_conn_event(&mut self, token: Token, event: &Event) {
+        let Some(conn) = self.conns.get_mut(token.0) else { return };
+        if event.is_readable() || event.is_read_closed() || event.is_error() {
+            conn.read_ready = true;
+        }
+        self.drive(token);
+    }
+
+    /// Does everything a connection can do now: write pending output, read and process
+    /// input, stream file pieces, then update its interest and deadline.
+    fn drive(&mut self, token: Token) {
+        let now = self.now;
+        let draining = self.draining.is_some();
+        let Some(conn) = self.conns.get_mut(token.0) else { return };
+        if conn.dead {
+            return;
+        }
+        let mut env = Env { app: &mut self.app, date: &self.date, now, draining, handled: 0 };
+        let alive = drive_conn(conn, &mut self.scratch, &mut env);
+        let cfg = &self.app.config;
+        if alive {
+            // Close what has nothing left to do.
+            let finished = match conn.life {
+                Life::Open => conn.peer_eof && conn.out.is_empty() && !conn.sending_file() && !conn.stalled,
+                Life::CloseAfterFlush => false,
+                Life::Lingering { .. } => false,
+            };
+            if finished || (draining && conn.is_idle_http()) {
+                self.mark_dead(token);
+                return;
+            }
+            if (conn.read_ready || conn.stalled) && conn.wants_input(cfg) && !conn.pending {
+                conn.pending = true;
+                self.pending.push(token);
+            }
+            if let Transport::Http(h) = &mut conn.transport {
+                if h.head_started.is_none() && !conn.inbuf.is_empty() && !h.reader.in_body() {
+                    h.head_started = Some(now);
+                }
+            }
+            if let Err(e) = update_interest(&self.poll, token, conn) {
+                log::debug!("reregister: {e}");
+                self.mark_dead(token);
+                return;
+            }
+            self.arm_timer(token);
+        } else {
+            self.mark_dead(token);
+        }
+    }
+
+    fn arm_timer(&mut self, token: Token) {
+        let Some(conn) = self.conns.get_mut(token.0) else { return };
+        let (at, _) = conn.deadline(&self.app.config);
+        if conn.timer_at.is_none_or(|t| t > at) {
+            conn.timer_at = Some(at);
+            self.timers.add(at, TimerKey::Conn { token: token.0, id: conn.id });
+        }
+    }
+
+    fn fire_timers(&mut self) {
+        while let Some((at, key)) = self.timers.pop_due(self.now) {
+            match key {
+                TimerKey::Conn { token, id } => self.on_conn_timer(Token(token), id, at),
+                TimerKey::StatsLog => {
+                    log::info!("stats: {}", self.app.stats.summary(self.now));
+                    self.timers.add(self.now + self.app.config.stats_interval, TimerKey::StatsLog);
+                }
+                TimerKey::AcceptRetry => {
+                    if let (Some(l), None) = (&mut self.listener, self.draining) {
+                        if self.poll.registry().register(l, LISTENER, Interest::READABLE).is_ok() {
+                            self.accept();
+                        }
+                    }
+                }
+                TimerKey::DrainEnd => {}
+            }
+        }
+    }
+
+    fn on_conn_timer(&mut self, token: Token, id: u64, at: Instant) {
+        let Some(conn) = self.conns.get_mut(token.0) else { return };
+        if conn.id != id || conn.timer_at != Some(at) || conn.dead {
+            return; // an entry for a closed connection, or one superseded by an earlier entry
+        }
+        conn.timer_at = None;
+        let (deadline, what) = conn.deadline(&self.app.config);
+        if deadline > self.now {
+            self.arm_timer(token);
+            return;
+        }
+        match what {
+            Expiry::Close => self.mark_dead(token),
+            Expiry::RequestTimeout => {
+                http::queue_error(conn, HttpError::RequestTimeout, &self.date);
+                self.drive(token);
+            }
+        }
+    }
+
+    fn mark_dead(&mut self, token: Token) {
+        if let Some(conn) = self.conns.get_mut(token.0) {
+            if !conn.dead {
+                conn.dead = true;
+                self.to_close.push(token);
+            }
+        }
+    }
+
+    fn free(&mut self, token: Token) {
+        if self.conns.contains(token.0) {
+            let mut conn = self.conns.remove(token.0);
+            let _ = self.poll.registry().deregister(&mut conn.sock);
+            self.app.stats.conn_closed(conn.kind());
+        }
+    }
+}
+
+/// The per-connection work of one wake-up. Returns false when the connection is dead.
+fn drive_conn(conn: &mut Conn, scratch: &mut [u8], env: &mut Env<'_>) -> bool {
+    if !write_out(conn, env) {
+        return false;
+    }
+    if let Life::Lingering { .. } = conn.life {
+        return discard_input(conn, scratch, env);
+    }
+    // Input already buffered first (processing may have stopped at a limit last time).
+    if conn.stalled && conn.wants_input(&env.app.config) {
+        process_buffered(conn, env);
+    }
+    while conn.read_ready && !conn.stalled && conn.wants_input(&env.app.config) {
+        match conn.sock.read(scratch) {
+            Ok(0) => {
+                conn.peer_eof = true;
+                conn.read_ready = false;
+            }
+            Ok(n) => {
+                env.app.stats.bytes_in += n as u64;
+                conn.last_progress = env.now;
+                if n < scratch.len() {
+                    // A short read drained the socket buffer. Data or a FIN arriving after
+                    // this raises a new edge, so reading again now would only cost an EAGAIN.
+                    conn.read_ready = false;
+                }
+                if conn.inbuf.is_empty() {
+                    // The common case: use the bytes straight from the shared buffer and keep
+                    // only an incomplete tail.
+                    let (used, stop) = http::process_input(conn, &scratch[..n], env);
+                    if used < n && !matches!(conn.life, Life::CloseAfterFlush) {
+                        conn.inbuf.extend_from_slice(&scratch[used..n]);
+                    }
+                    conn.stalled = stop == Stop::Blocked && !conn.inbuf.is_empty();
+                } else {
+                    conn.inbuf.extend_from_slice(&scratch[..n]);
+                    process_buffered(conn, env);
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => conn.read_ready = false,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                log::debug!("conn {}: read: {e}", conn.id);
+                return false;
+            }
+        }
+    }
+    if !matches!(conn.life, Life::Open) {
+        conn.inbuf = Vec::new();
+        conn.stalled = false;
+    }
+    if !write_out(conn, env) {
+        return false;
+    }
+    if let Life::Lingering { .. } = conn.life {
+        return discard_input(conn, scratch, env);
+    }
+    true
+}
+
+/// Offers the connection's buffered input to its transport and keeps what is left.
+fn process_buffered(conn: &mut Conn, env: &mut Env<'_>) {
+    let buf = std::mem::take(&mut conn.inbuf);
+    let (used, stop) = http::process_input(conn, &buf, env);
+    let mut buf = buf;
+    if used >= buf.len() {
+        buf = Vec::new();
+    } else {
+        buf.drain(..used);
+    }
+    conn.inbuf = buf;
+    conn.stalled = stop == Stop::Blocked && !conn.inbuf.is_empty();
+}
+
+/// Writes queued output, refilling it from a streaming file, until the socket is full, the
+/// output is done, or the connection used its budget for this wake-up. Moves a closing
+/// connection whose output is done to lingering. Returns false when the connection is dead.
+fn write_out(conn: &mut Conn, env: &mut Env<'_>) -> bool {
+    let mut budget = FILE_BUDGET;
+    loop {
+        if let Transport::Http(h) = &mut conn.transport {
+            if let Some(f) = &mut h.file {
+                if conn.out.len() < FILE_CHUNK {
+                    let want = (f.left as usize).min(FILE_CHUNK);
+                    let mut piece = vec![0u8; want];
+                    match f.file.read(&mut piece) {
+                        Ok(n) if n > 0 => {
+                            piece.truncate(n);
+                            f.left -= n as u64;
+                            budget = budget.saturating_sub(n);
+                            conn.out.push_owned(piece);
+                            if f.left == 0 {
+                                h.file = None;
+                                // Pipelined requests behind the file can go now.
+                                conn.stalled = !conn.inbuf.is_empty();
+                            }
+                        }
+                        // The file shrank or failed under us: the promised length cannot be
+                        // kept, and closing is the only honest way to say so.
+                        _ => return false,
+                    }
+                }
+            }
+        }
+        if conn.out.is_empty() {
+            break;
+        }
+        let before = conn.out.len();
+        match conn.out.write_to(&mut conn.sock, &mut env.app.stats.bytes_out) {
+            Ok(Flush::Drained) => {
+                conn.last_progress = env.now;
+                if !conn.sending_file() || budget == 0 {
+                    break;
+                }
+            }
+            Ok(Flush::Blocked) => {
+                if conn.out.len() < before {
+                    conn.last_progress = env.now;
+                }
+                break;
+            }
+            Err(e) => {
+                log::debug!("conn {}: write: {e}", conn.id);
+                return false;
+            }
+        }
+    }
+    if matches!(conn.life, Life::CloseAfterFlush) && conn.out.is_empty() && !conn.sending_file() {
+        if conn.peer_eof {
+            return false;
+        }
+        let _ = conn.sock.shutdown(Shutdown::Write);
+        conn.life = Life::Lingering { until: env.now + LINGER };
+        conn.read_ready = true;
+    }
+    true
+}
+
+/// Lingering close: reads and drops input until the peer closes. Returns false at EOF.
+fn discard_input(conn: &mut Conn, scratch: &mut [u8], env: &mut Env<'_>) -> bool {
+    while conn.read_ready {
+        match conn.sock.read(scratch) {
+            Ok(0) => return false,
+            Ok(n) => {
+                env.app.stats.bytes_in += n as u64;
+                if n < scratch.len() {
+                    conn.read_ready = false;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => conn.read_ready = false,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return false,
+        }
+    }
+    true
+}
+
+/// Asks for WRITABLE only while output is blocked (readiness for reading is always wanted:
+/// it also reports the peer's FIN and errors).
+fn update_interest(poll: &Poll, token: Token, conn: &mut Conn) -> io::Result<()> {
+    let want_write = !conn.out.is_empty();
+    if want_write != conn.write_interest {
+        let interest = if want_write { Interest::READABLE | Interest::WRITABLE } else { Interest::READABLE };
+        poll.registry().reregister(&mut conn.sock, token, interest)?;
+        conn.write_interest = want_write;
+    }
+    Ok(())
+}
+
+fn is_resource_exhaustion(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc_errno::EMFILE | libc_errno::ENFILE | libc_errno::ENOBUFS | libc_errno::ENOMEM))
+}
+
+/// The errno values we distinguish (Linux numbering; mio is Linux/Unix-only here).
+mod libc_errno {
+    pub const ENOMEM: i32 = 12;
+    pub const ENFILE: i32 = 23;
+    pub const EMFILE: i32 = 24;
+    pub const ENOBUFS: i32 = 105;
+}

@@ -1,0 +1,102 @@
+//! The HTTP/1.1 transport: hands a connection's input to its request reader, routes each
+//! complete request through the app, and queues what the reply asks for.
+
+use std::time::Instant;
+
+use super::conn::{Conn, FileSend, Life, Transport};
+use crate::app::{App, Reply};
+use crate::error::HttpError;
+use crate::proto::http1::{response, DateCache, Method, Persist, ReadEvent, Request, Response};
+
+/// Why input processing stopped.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Stop {
+    /// Everything usable was used; the rest (if any) is an incomplete request.
+    NeedMore,
+    /// A limit stopped it (output cap, file streaming, per-wake-up budget, closing); there
+    /// may be complete requests left in the input.
+    Blocked,
+}
+
+/// What the transport needs from the loop while it works.
+pub struct Env<'a> {
+    pub app: &'a mut App,
+    pub date: &'a DateCache,
+    pub now: Instant,
+    /// Graceful shutdown is under way: every response closes its connection.
+    pub draining: bool,
+    /// Requests handled for this connection in this wake-up (fairness budget).
+    pub handled: usize,
+}
+
+/// Offers `input` (which starts where the previous call's used bytes ended) to the
+/// connection's transport. Returns the bytes used.
+pub fn process_input(conn: &mut Conn, input: &[u8], env: &mut Env<'_>) -> (usize, Stop) {
+    let mut pos = 0;
+    loop {
+        if !conn.wants_input(&env.app.config) || env.handled >= env.app.config.max_requests_per_wakeup {
+            return (pos, Stop::Blocked);
+        }
+        let Transport::Http(h) = &mut conn.transport;
+        match h.reader.advance(&input[pos..]) {
+            Err(e) => {
+                queue_error(conn, e, env.date);
+                return (input.len(), Stop::Blocked);
+            }
+            Ok((used, event)) => {
+                pos += used;
+                match event {
+                    None => {
+                        if used == 0 || pos == input.len() {
+                            return (pos, Stop::NeedMore);
+                        }
+                    }
+                    Some(ReadEvent::SendContinue) => {
+                        // RFC 9110 §10.1.1: the client waits for this before sending the body.
+                        conn.out.extend(b"HTTP/1.1 100 Continue\r\n\r\n");
+                    }
+                    Some(ReadEvent::Request(req)) => {
+                        env.handled += 1;
+                        h.head_started = None;
+                        respond(conn, &req, env);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Routes one request and queues the reply.
+fn respond(conn: &mut Conn, req: &Request, env: &mut Env<'_>) {
+    let reply = env.app.handle(req, env.now);
+    let head = &req.head;
+    let persist = if !head.keep_alive || env.draining {
+        Persist::Close
+    } else if head.minor_version == 0 {
+        Persist::KeepAlive10
+    } else {
+        Persist::KeepAlive11
+    };
+    let head_only = head.method == Method::Head;
+    match reply {
+        Reply::Response(resp) => conn.queue_response(resp, head_only, persist, env.date),
+        Reply::File { head: resp, file, len } => {
+            conn.out.with_tail(|v| response::write_head(v, resp.status, &resp.headers, Some(len), persist, env.date));
+            if persist == Persist::Close {
+                conn.life = Life::CloseAfterFlush;
+            }
+            if let (Some(file), false) = (file, head_only) {
+                if len > 0 {
+                    let Transport::Http(h) = &mut conn.transport;
+                    h.file = Some(FileSend { file, left: len });
+                }
+            }
+        }
+    }
+}
+
+/// Answers a request error with its status and a short text, then closes.
+pub fn queue_error(conn: &mut Conn, e: HttpError, date: &DateCache) {
+    log::debug!("conn {}: {e}", conn.id);
+    conn.queue_response(Response::text(e.status(), e.message()), false, Persist::Close, date);
+}

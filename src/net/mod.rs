@@ -1,0 +1,9 @@
+//! The only code that touches mio: the event loop, connections, buffers and timers.
+
+mod conn;
+mod event_loop;
+mod http;
+pub mod outbuf;
+pub mod timers;
+
+pub use event_loop::Server;

@@ -1,0 +1,222 @@
+//! A connection's pending output: a queue of chunks written with `writev`.
+//!
+//! Small writes (response heads, short bodies) are coalesced into one owned chunk; large or
+//! shared payloads are queued by reference (`Static`, `Shared`), so a message fanned out to
+//! many connections is one allocation plus a pointer per recipient. When the queue drains,
+//! its memory is returned: an idle connection holds no output buffer.
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice, Write};
+use std::rc::Rc;
+
+use crate::proto::http1::Body;
+
+/// Bodies up to this size are copied into the coalescing chunk (one `writev` entry fewer
+/// and no reference kept); larger ones are queued as they are.
+const COALESCE_MAX: usize = 4096;
+/// `writev` entries per call; Linux allows 1024, more than a few dozen gains nothing.
+const MAX_IOV: usize = 64;
+
+#[derive(Debug)]
+enum Chunk {
+    Owned(Vec<u8>),
+    Static(&'static [u8]),
+    Shared(Rc<[u8]>),
+}
+
+impl Chunk {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Chunk::Owned(v) => v,
+            Chunk::Static(s) => s,
+            Chunk::Shared(r) => r,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct OutBuf {
+    chunks: VecDeque<Chunk>,
+    /// Bytes of the front chunk already written.
+    front_off: usize,
+    /// Unwritten bytes in total.
+    len: usize,
+}
+
+/// What a flush achieved.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Flush {
+    /// Everything was written.
+    Drained,
+    /// The socket is full; wait for WRITABLE.
+    Blocked,
+}
+
+impl OutBuf {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Appends by formatting into the owned tail chunk (e.g. `write_head`).
+    pub fn with_tail(&mut self, f: impl FnOnce(&mut Vec<u8>)) {
+        if !matches!(self.chunks.back(), Some(Chunk::Owned(_))) {
+            self.chunks.push_back(Chunk::Owned(Vec::with_capacity(256)));
+        }
+        let Some(Chunk::Owned(v)) = self.chunks.back_mut() else { unreachable!() };
+        let before = v.len();
+        f(v);
+        self.len += v.len() - before;
+    }
+
+    pub fn extend(&mut self, bytes: &[u8]) {
+        if !bytes.is_empty() {
+            self.with_tail(|v| v.extend_from_slice(bytes));
+        }
+    }
+
+    pub fn push_shared(&mut self, bytes: Rc<[u8]>) {
+        if bytes.len() <= COALESCE_MAX / 16 {
+            // A few dozen bytes: copying beats an extra writev entry and refcount traffic.
+            self.extend(&bytes);
+        } else if !bytes.is_empty() {
+            self.len += bytes.len();
+            self.chunks.push_back(Chunk::Shared(bytes));
+        }
+    }
+
+    pub fn push_owned(&mut self, bytes: Vec<u8>) {
+        if bytes.len() <= COALESCE_MAX {
+            self.extend(&bytes);
+        } else {
+            self.len += bytes.len();
+            self.chunks.push_back(Chunk::Owned(bytes));
+        }
+    }
+
+    pub fn push_body(&mut self, body: Body) {
+        match body {
+            Body::Empty => {}
+            Body::Static(s) if s.len() <= COALESCE_MAX => self.extend(s),
+            Body::Static(s) => {
+                self.len += s.len();
+                self.chunks.push_back(Chunk::Static(s));
+            }
+            Body::Owned(v) => self.push_owned(v),
+            Body::Shared(r) => self.push_shared(r),
+        }
+    }
+
+    /// Drops all pending output (the connection is going away).
+    pub fn clear(&mut self) {
+        *self = OutBuf::default();
+    }
+
+    /// Writes until the queue is empty or the socket would block. Returns the bytes written
+    /// and whether it drained. Errors other than `WouldBlock`/`Interrupted` are the caller's
+    /// to treat as a dead connection.
+    pub fn write_to<W: Write>(&mut self, w: &mut W, written: &mut u64) -> io::Result<Flush> {
+        while self.len > 0 {
+            let mut iov: [IoSlice<'_>; MAX_IOV] = [IoSlice::new(&[]); MAX_IOV];
+            let mut n_iov = 0;
+            let mut offered = 0;
+            for (i, c) in self.chunks.iter().take(MAX_IOV).enumerate() {
+                let b = if i == 0 { &c.bytes()[self.front_off..] } else { c.bytes() };
+                iov[n_iov] = IoSlice::new(b);
+                n_iov += 1;
+                offered += b.len();
+            }
+            match w.write_vectored(&iov[..n_iov]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    *written += n as u64;
+                    self.consume(n);
+                    if n < offered {
+                        // A short write means the socket buffer is full: asking again would
+                        // only earn EAGAIN. Edge-triggered WRITABLE will tell us when to resume.
+                        return Ok(if self.len == 0 { Flush::Drained } else { Flush::Blocked });
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Flush::Blocked),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        // Give the queue's memory back: idle connections must cost next to nothing.
+        if self.chunks.capacity() > 0 {
+            self.chunks = VecDeque::new();
+        }
+        Ok(Flush::Drained)
+    }
+
+    fn consume(&mut self, mut n: usize) {
+        self.len -= n;
+        while n > 0 {
+            let front_len = self.chunks.front().map_or(0, |c| c.bytes().len()) - self.front_off;
+            if n >= front_len {
+                n -= front_len;
+                self.chunks.pop_front();
+                self.front_off = 0;
+            } else {
+                self.front_off += n;
+                n = 0;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A writer that accepts at most `cap` bytes per call and `budget` in total.
+    struct Trickle {
+        got: Vec<u8>,
+        cap: usize,
+        budget: usize,
+    }
+
+    impl Write for Trickle {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            if self.budget == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let n = b.len().min(self.cap).min(self.budget);
+            self.got.extend_from_slice(&b[..n]);
+            self.budget -= n;
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn writes_everything_in_order_across_short_writes() {
+        let mut o = OutBuf::default();
+        let big: Rc<[u8]> = (0..10_000u32).map(|i| i as u8).collect::<Vec<_>>().into();
+        o.extend(b"head:");
+        o.push_shared(big.clone());
+        o.push_body(Body::Static(b"tail"));
+        o.push_owned(vec![7u8; 5000]);
+        let total = o.len();
+        let mut want = b"head:".to_vec();
+        want.extend_from_slice(&big);
+        want.extend_from_slice(b"tail");
+        want.extend_from_slice(&[7u8; 5000]);
+        assert_eq!(total, want.len());
+
+        let mut w = Trickle { got: Vec::new(), cap: 777, budget: 3000 };
+        let mut written = 0;
+        assert_eq!(o.write_to(&mut w, &mut written).unwrap(), Flush::Blocked);
+        w.budget = usize::MAX;
+        while o.write_to(&mut w, &mut written).unwrap() == Flush::Blocked {}
+        assert_eq!(w.got, want);
+        assert_eq!(written as usize, total);
+        assert!(o.is_empty());
+        assert_eq!(o.chunks.capacity(), 0);
+    }
+}

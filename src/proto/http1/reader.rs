@@ -1,0 +1,192 @@
+//! The server side of one HTTP/1.1 connection's input: bytes in, requests out.
+//!
+//! ```text
+//!            head complete, no body
+//!   Head ─────────────────────────────▶ (Request) ─▶ Head
+//!    │ head complete, body announced          ▲
+//!    ▼                                        │ body complete
+//!   Body { Content-Length | chunked } ────────┘
+//! ```
+//!
+//! Sans-IO: the connection hands in whatever bytes it has buffered, the reader says how many
+//! it used and what happened. It never reads a clock; the loop owns the timeouts.
+
+use super::body::{ChunkedDecoder, Framing};
+use super::request::{find_head_end, parse_head, HeadLimits, RequestHead};
+use crate::error::HttpError;
+
+/// A complete request: head and (de-chunked) body.
+#[derive(Debug)]
+pub struct Request {
+    pub head: RequestHead,
+    pub body: Vec<u8>,
+}
+
+#[derive(Debug)]
+pub enum ReadEvent {
+    Request(Request),
+    /// The client sent `Expect: 100-continue` and waits for `100 Continue` before the body.
+    SendContinue,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct ReaderLimits {
+    pub head: HeadLimits,
+    pub max_body_bytes: usize,
+}
+
+#[derive(Debug)]
+enum Phase {
+    /// Waiting for a complete head; `scanned` bytes were already searched for its end.
+    Head { scanned: usize },
+    Body { head: Option<RequestHead>, left: u64, body: Vec<u8> },
+    Chunked { head: Option<RequestHead>, decoder: ChunkedDecoder, body: Vec<u8> },
+}
+
+#[derive(Debug)]
+pub struct RequestReader {
+    phase: Phase,
+    limits: ReaderLimits,
+}
+
+impl RequestReader {
+    pub fn new(limits: ReaderLimits) -> Self {
+        RequestReader { phase: Phase::Head { scanned: 0 }, limits }
+    }
+
+    /// True while a body is being received (the loop applies the body timeout).
+    pub fn in_body(&self) -> bool {
+        !matches!(self.phase, Phase::Head { .. })
+    }
+
+    /// Uses bytes from the start of `input`, which must begin where the previous call's used
+    /// bytes ended. Returns the bytes used and, if one completed, an event. Call again while
+    /// it returns an event: several pipelined requests may be waiting.
+    pub fn advance(&mut self, input: &[u8]) -> Result<(usize, Option<ReadEvent>), HttpError> {
+        match &mut self.phase {
+            Phase::Head { scanned } => {
+                let Some(end) = find_head_end(input, *scanned) else {
+                    if input.len() > self.limits.head.max_head_bytes {
+                        return Err(HttpError::HeadTooLarge);
+                    }
+                    *scanned = input.len();
+                    return Ok((0, None));
+                };
+                let Some((head, used)) = parse_head(&input[..end], self.limits.head)? else {
+                    // find_head_end saw a blank line, so httparse must see a complete head.
+                    return Err(HttpError::BadRequest("malformed request head"));
+                };
+                debug_assert_eq!(used, end);
+                match head.framing {
+                    Framing::None => {
+                        self.phase = Phase::Head { scanned: 0 };
+                        Ok((used, Some(ReadEvent::Request(Request { head, body: Vec::new() }))))
+                    }
+                    Framing::Length(n) => {
+                        if n > self.limits.max_body_bytes as u64 {
+                            return Err(HttpError::PayloadTooLarge);
+                        }
+                        let expect = head.expect_continue && input.len() == used;
+                        let body = Vec::with_capacity(n as usize);
+                        self.phase = Phase::Body { head: Some(head), left: n, body };
+                        Ok((used, expect.then_some(ReadEvent::SendContinue)))
+                    }
+                    Framing::Chunked => {
+                        let expect = head.expect_continue && input.len() == used;
+                        let decoder = ChunkedDecoder::new(self.limits.max_body_bytes);
+                        self.phase = Phase::Chunked { head: Some(head), decoder, body: Vec::new() };
+                        Ok((used, expect.then_some(ReadEvent::SendContinue)))
+                    }
+                }
+            }
+            Phase::Body { head, left, body } => {
+                let take = input.len().min(*left as usize);
+                body.extend_from_slice(&input[..take]);
+                *left -= take as u64;
+                if *left > 0 {
+                    return Ok((take, None));
+                }
+                let req = Request { head: head.take().expect("head"), body: std::mem::take(body) };
+                self.phase = Phase::Head { scanned: 0 };
+                Ok((take, Some(ReadEvent::Request(req))))
+            }
+            Phase::Chunked { head, decoder, body } => {
+                let used = decoder.decode(input, body)?;
+                if !decoder.is_done() {
+                    return Ok((used, None));
+                }
+                let req = Request { head: head.take().expect("head"), body: std::mem::take(body) };
+                self.phase = Phase::Head { scanned: 0 };
+                Ok((used, Some(ReadEvent::Request(req))))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: ReaderLimits = ReaderLimits {
+        head: HeadLimits { max_head_bytes: 16384, max_headers: 100 },
+        max_body_bytes: 1024,
+    };
+
+    /// Feeds `input` in pieces of `step` bytes the way the loop does (keeping unused bytes)
+    /// and collects (path, body) of each request.
+    fn run(input: &[u8], step: usize) -> Result<Vec<(String, Vec<u8>)>, HttpError> {
+        let mut r = RequestReader::new(LIMITS);
+        let mut buf = Vec::new();
+        let mut got = Vec::new();
+        for piece in input.chunks(step) {
+            buf.extend_from_slice(piece);
+            loop {
+                let (used, ev) = r.advance(&buf)?;
+                buf.drain(..used);
+                match ev {
+                    Some(ReadEvent::Request(req)) => got.push((req.head.path().to_string(), req.body)),
+                    Some(ReadEvent::SendContinue) => {}
+                    None if used == 0 || buf.is_empty() => break,
+                    None => {}
+                }
+            }
+        }
+        Ok(got)
+    }
+
+    #[test]
+    fn pipelined_mixed_bodies_any_split() {
+        let input = b"GET /a HTTP/1.1\r\nHost: h\r\n\r\n\
+POST /b HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello\
+POST /c HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n\
+GET /d HTTP/1.1\r\nHost: h\r\n\r\n";
+        let want = vec![
+            ("/a".to_string(), vec![]),
+            ("/b".to_string(), b"hello".to_vec()),
+            ("/c".to_string(), b"abc".to_vec()),
+            ("/d".to_string(), vec![]),
+        ];
+        for step in [1, 2, 3, 7, 50, input.len()] {
+            assert_eq!(run(input, step).unwrap(), want, "step {step}");
+        }
+    }
+
+    #[test]
+    fn body_limit() {
+        let big = b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1025\r\n\r\n";
+        assert_eq!(run(big, 1000).unwrap_err(), HttpError::PayloadTooLarge);
+        let chunked = b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n401\r\n";
+        assert_eq!(run(chunked, 1000).unwrap_err(), HttpError::PayloadTooLarge);
+    }
+
+    #[test]
+    fn continue_only_when_body_missing() {
+        let mut r = RequestReader::new(LIMITS);
+        let head = b"POST / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n";
+        let (used, ev) = r.advance(head).unwrap();
+        assert_eq!(used, head.len());
+        assert!(matches!(ev, Some(ReadEvent::SendContinue)));
+        let (_, ev) = r.advance(b"ok").unwrap();
+        assert!(matches!(ev, Some(ReadEvent::Request(ref q)) if q.body == b"ok"));
+    }
+}

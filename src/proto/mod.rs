@@ -1,0 +1,4 @@
+//! Pure codecs: bytes in, values out. Nothing here touches a socket or reads a clock, so
+//! every decoder can be unit-tested from byte tables and fuzzed without a server.
+
+pub mod http1;
