@@ -15,6 +15,7 @@
 pub mod app;
 pub mod config;
 pub mod error;
+pub mod fuzzing;
 pub mod net;
 pub mod proto;
 

@@ -1,0 +1,28 @@
+//! Replays the committed fuzz corpus (`fuzz/corpus/<target>/*`) through the fuzz targets'
+//! code, so every `cargo test` re-checks every input the fuzzers ever found interesting.
+
+use std::path::Path;
+
+fn replay(target: &str, f: fn(&[u8])) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus").join(target);
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            let data = std::fs::read(&path).unwrap();
+            f(&data);
+            n += 1;
+        }
+    }
+    assert!(n > 0, "no seeds in {}", dir.display());
+}
+
+#[test]
+fn http_head_corpus() {
+    replay("http_head", pushwire::fuzzing::http_head);
+}
+
+#[test]
+fn chunked_corpus() {
+    replay("chunked", pushwire::fuzzing::chunked);
+}
