@@ -31,9 +31,15 @@ pub struct Config {
     /// An idle keep-alive connection (between requests) is closed silently after this.
     /// 75 s is nginx's default and longer than browsers keep idle sockets (Chrome: 60 s).
     pub keepalive_timeout: Duration,
-    /// Cap on output waiting in user space for one connection. A plain HTTP connection that
-    /// pipelines past it stops being read until the output drains.
+    /// Cap on output waiting in user space for one connection. A subscriber whose unread
+    /// pushes pass it is cut off (WebSocket close 1008): memory stays bounded, and it can
+    /// catch up by reconnecting with its last message id.
     pub max_output_bytes: usize,
+    /// While a connection has more unsent output than this, its input is not read: a client
+    /// that pipelines requests (or echo messages) without reading the answers stops being
+    /// read instead of growing our buffers. Kept well below `max_output_bytes`, so answers to
+    /// a client's own requests never hit the cap.
+    pub pause_reading_bytes: usize,
     /// On SIGINT/SIGTERM, in-flight responses get this long to finish before the rest close.
     pub drain_timeout: Duration,
     /// Log the /stats counters this often; zero turns it off.
@@ -41,6 +47,17 @@ pub struct Config {
     /// Requests handled for one connection per wake-up before the loop serves the others
     /// (fairness: a pipelining client cannot starve the rest).
     pub max_requests_per_wakeup: usize,
+    /// Largest WebSocket message (all fragments together). Past it: close 1009, decided from
+    /// the frame header before the payload is buffered.
+    pub max_message_bytes: usize,
+    /// A server ping goes to a WebSocket peer that has sent nothing for this long. 25 s stays
+    /// under the 30-60 s idle timeouts of common proxies and load balancers.
+    pub ws_ping_interval: Duration,
+    /// A peer that sends nothing (not even the pong) this long after our ping is dropped.
+    pub ws_ping_timeout: Duration,
+    /// If not empty, a WebSocket handshake whose `Origin` is not listed gets 403
+    /// (cross-site WebSocket hijacking). Requests without `Origin` (non-browsers) pass.
+    pub allowed_origins: Vec<String>,
     /// Maximum simultaneous connections; further accepts are closed at once. Bounded well
     /// below the fd limit so a flood cannot starve the listener of descriptors for files.
     pub max_connections: usize,
@@ -58,10 +75,15 @@ impl Default for Config {
             body_timeout: Duration::from_secs(30),
             keepalive_timeout: Duration::from_secs(75),
             max_output_bytes: 4 * 1024 * 1024,
+            pause_reading_bytes: 256 * 1024,
             drain_timeout: Duration::from_secs(5),
             stats_interval: Duration::from_secs(60),
             max_requests_per_wakeup: 64,
             max_connections: 100_000,
+            max_message_bytes: 16 * 1024 * 1024,
+            ws_ping_interval: Duration::from_secs(25),
+            ws_ping_timeout: Duration::from_secs(20),
+            allowed_origins: Vec::new(),
         }
     }
 }

@@ -3,6 +3,7 @@
 //! invariants with `assert!`: a panic is a finding.
 
 use crate::proto::http1::{body::ChunkedDecoder, HeadLimits, ReadEvent, ReaderLimits, RequestReader};
+use crate::proto::ws::{Assembler, WsEvent};
 
 /// The request reader fed `data` whole and in two pieces split at every point given by the
 /// first byte: both must agree, and nothing may panic.
@@ -79,4 +80,69 @@ pub fn chunked(data: &[u8]) {
         }
         Err(e) => assert_eq!(Some(e), err),
     }
+}
+
+/// Message limit for the WebSocket target: small, so the fuzzer reaches "message too big".
+const WS_MAX_MESSAGE: usize = 1000;
+
+/// The WebSocket assembler fed a client's raw bytes (`data` after its first byte) whole,
+/// byte by byte, and in two pieces split at the point the first byte picks: all must agree
+/// on the events and the error, the events must keep the protocol's promises, and nothing
+/// may panic.
+pub fn ws_assembler(data: &[u8]) {
+    let Some((&first, stream)) = data.split_first() else { return };
+    let whole = ws_run(&[stream]);
+    let bytewise: Vec<&[u8]> = stream.chunks(1).collect();
+    assert_eq!(ws_run(&bytewise), whole, "byte by byte changed the outcome");
+    let split = first as usize % (stream.len() + 1);
+    assert_eq!(ws_run(&[&stream[..split], &stream[split..]]), whole, "split at {split} changed the outcome");
+}
+
+/// Runs an assembler over pieces the way the loop does; returns the events and the error's
+/// close code and reason, if any.
+fn ws_run(pieces: &[&[u8]]) -> (Vec<WsEvent>, Option<(u16, &'static str)>) {
+    let mut a = Assembler::new(WS_MAX_MESSAGE);
+    let mut buf = Vec::new();
+    let mut got = Vec::new();
+    for piece in pieces {
+        buf.extend_from_slice(piece);
+        loop {
+            match a.advance(&buf) {
+                Err(e) => return (got, Some((e.close_code(), e.reason()))),
+                Ok((used, ev)) => {
+                    assert!(used <= buf.len());
+                    buf.drain(..used);
+                    let Some(ev) = ev else {
+                        if used == 0 || buf.is_empty() {
+                            break;
+                        }
+                        continue;
+                    };
+                    match &ev {
+                        WsEvent::Text(t) => {
+                            assert!(t.len() <= WS_MAX_MESSAGE);
+                            assert!(std::str::from_utf8(t).is_ok(), "text event is not UTF-8");
+                        }
+                        WsEvent::Binary(b) => assert!(b.len() <= WS_MAX_MESSAGE),
+                        WsEvent::Ping(p) | WsEvent::Pong(p) => assert!(p.len() <= 125),
+                        WsEvent::Close(c) => {
+                            if let Some((code, reason)) = c {
+                                assert!(crate::proto::ws::is_valid_received_code(*code));
+                                assert!(reason.len() <= 123);
+                            }
+                        }
+                    }
+                    let closed = matches!(ev, WsEvent::Close(_));
+                    got.push(ev);
+                    if closed {
+                        // Nothing after a close is processed.
+                        assert!(a.is_closed());
+                        assert_eq!(a.advance(&buf), Ok((0, None)));
+                        return (got, None);
+                    }
+                }
+            }
+        }
+    }
+    (got, None)
 }

@@ -24,6 +24,11 @@ Options:
   --keepalive-timeout SECS   idle keep-alive connections close after [default: 75]
   --max-output N             output a connection may leave unread, bytes [default: 4194304]
   --max-connections N        simultaneous connections [default: 100000]
+  --max-message N            largest WebSocket message, bytes (close 1009) [default: 16777216]
+  --ws-ping-interval SECS    ping a silent WebSocket peer after [default: 25]
+  --ws-ping-timeout SECS     drop it if still silent this long after the ping [default: 20]
+  --allowed-origin ORIGIN    only browsers from ORIGIN may open WebSockets (repeatable;
+                             default: any origin)
   --drain-timeout SECS       graceful shutdown drain time [default: 5]
   --stats-interval SECS      log the counters this often, 0 = never [default: 60]
   -h, --help                 print this help
@@ -86,6 +91,10 @@ fn parse_args() -> Result<Option<Config>, lexopt::Error> {
             Long("keepalive-timeout") => c.keepalive_timeout = secs(parser.value()?.parse()?),
             Long("max-output") => c.max_output_bytes = parser.value()?.parse()?,
             Long("max-connections") => c.max_connections = parser.value()?.parse()?,
+            Long("max-message") => c.max_message_bytes = parser.value()?.parse()?,
+            Long("ws-ping-interval") => c.ws_ping_interval = secs(parser.value()?.parse()?),
+            Long("ws-ping-timeout") => c.ws_ping_timeout = secs(parser.value()?.parse()?),
+            Long("allowed-origin") => c.allowed_origins.push(parser.value()?.string()?),
             Long("drain-timeout") => c.drain_timeout = secs(parser.value()?.parse()?),
             Long("stats-interval") => c.stats_interval = secs(parser.value()?.parse()?),
             Short('h') | Long("help") => {

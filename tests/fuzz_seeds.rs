@@ -26,3 +26,8 @@ fn http_head_corpus() {
 fn chunked_corpus() {
     replay("chunked", pushwire::fuzzing::chunked);
 }
+
+#[test]
+fn ws_assembler_corpus() {
+    replay("ws_assembler", pushwire::fuzzing::ws_assembler);
+}

@@ -28,6 +28,15 @@ pub enum Reply {
     /// Send `head` (with its Content-Length set to `len`), then stream `len` bytes of `file`
     /// (none for HEAD requests, where `file` is `None`).
     File { head: Response, file: Option<File>, len: u64 },
+    /// Complete a WebSocket handshake with `response` (101) and carry on as `session`.
+    WebSocket { response: Response, session: WsSession },
+}
+
+/// What a WebSocket connection does with the messages it receives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WsSession {
+    /// Send every text and binary message back unchanged (`/echo`).
+    Echo,
 }
 
 impl From<Response> for Reply {

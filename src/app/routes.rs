@@ -1,7 +1,8 @@
 //! The one place where routes are registered. PROTOCOL.md documents each of them.
 
-use super::{Ctx, Params, Reply, Router};
+use super::{Ctx, Params, Reply, Router, WsSession};
 use crate::proto::http1::{Body, Request, Response};
+use crate::proto::ws::handshake;
 
 const INDEX_HTML: &str = include_str!("pages/index.html");
 
@@ -10,6 +11,7 @@ pub fn routes() -> Router {
     r.get("/", index);
     r.get("/healthz", healthz);
     r.get("/stats", stats);
+    r.get("/echo", echo);
     r
 }
 
@@ -29,4 +31,17 @@ fn healthz(_: &mut Ctx<'_>, _: &Request, _: &Params) -> Reply {
 /// `GET /stats`: the counters as JSON.
 fn stats(ctx: &mut Ctx<'_>, _: &Request, _: &Params) -> Reply {
     Response::json(200, &ctx.stats.to_json(ctx.now)).header("Cache-Control", "no-store").into()
+}
+
+/// `GET /echo`: a WebSocket that sends every text and binary message back unchanged.
+fn echo(ctx: &mut Ctx<'_>, req: &Request, _: &Params) -> Reply {
+    websocket(ctx, req, &[], WsSession::Echo)
+}
+
+/// Completes a WebSocket handshake for a route, or answers why not.
+fn websocket(ctx: &mut Ctx<'_>, req: &Request, protocols: &[&'static str], session: WsSession) -> Reply {
+    match handshake::accept(&req.head, protocols, &ctx.config.allowed_origins) {
+        Ok(accepted) => Reply::WebSocket { response: accepted.response(), session },
+        Err(e) => e.response().into(),
+    }
 }

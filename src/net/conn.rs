@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use mio::net::TcpStream;
 
 use super::outbuf::OutBuf;
+use super::ws::Ws;
 use crate::app::ConnKind;
 use crate::config::Config;
 use crate::proto::http1::{response, DateCache, Persist, RequestReader, Response};
@@ -50,10 +51,11 @@ pub struct Http {
     pub file: Option<FileSend>,
 }
 
-/// What a connection is speaking. Later layers add WebSocket, SSE and long-poll states.
+/// What a connection is speaking. Later layers add SSE and long-poll states.
 #[derive(Debug)]
 pub enum Transport {
     Http(Http),
+    WebSocket(Ws),
 }
 
 /// What happens when a connection's deadline passes.
@@ -61,8 +63,10 @@ pub enum Transport {
 pub enum Expiry {
     /// Answer 408 and close.
     RequestTimeout,
-    /// Close without a word (idle keep-alive, stuck output, end of linger).
+    /// Close without a word (idle keep-alive, stuck output, end of linger, dead peer).
     Close,
+    /// Send a WebSocket heartbeat ping.
+    Ping,
 }
 
 #[derive(Debug)]
@@ -118,6 +122,7 @@ impl Conn {
     pub fn kind(&self) -> ConnKind {
         match self.transport {
             Transport::Http(_) => ConnKind::Http,
+            Transport::WebSocket(_) => ConnKind::WebSocket,
         }
     }
 
@@ -129,7 +134,7 @@ impl Conn {
     /// is streaming (pipelined requests wait their turn) and while output is over its cap
     /// (back-pressure: a client that does not read stops being read).
     pub fn wants_input(&self, cfg: &Config) -> bool {
-        matches!(self.life, Life::Open) && !self.sending_file() && self.out.len() < cfg.max_output_bytes
+        matches!(self.life, Life::Open) && !self.sending_file() && self.out.len() < cfg.pause_reading_bytes
     }
 
     /// Nothing in flight: no partial request, no output, no file.
@@ -142,6 +147,7 @@ impl Conn {
                     && self.inbuf.is_empty()
                     && self.out.is_empty()
             }
+            Transport::WebSocket(_) => false,
         }
     }
 
@@ -164,6 +170,10 @@ impl Conn {
                     (self.last_progress + cfg.keepalive_timeout, Expiry::Close)
                 }
             }
+            Transport::WebSocket(ws) => match ws.ping_sent {
+                Some(t) => (t + cfg.ws_ping_timeout, Expiry::Close),
+                None => (ws.last_rx + cfg.ws_ping_interval, Expiry::Ping),
+            },
         }
     }
 

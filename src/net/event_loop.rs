@@ -18,6 +18,7 @@ use slab::Slab;
 
 use super::conn::{Conn, Expiry, Life, Transport, LINGER};
 use super::http::{self, Env, Stop};
+use super::ws;
 use super::outbuf::Flush;
 use super::timers::{TimerKey, Timers};
 use crate::app::App;
@@ -219,6 +220,17 @@ impl Server {
         for key in idle {
             self.mark_dead(Token(key));
         }
+        // Long-lived connections are told why they end (WebSocket: 1001 going away).
+        let streams: Vec<usize> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| matches!(c.transport, Transport::WebSocket(_)) && matches!(c.life, Life::Open))
+            .map(|(k, _)| k)
+            .collect();
+        for key in streams {
+            ws::queue_close(&mut self.conns[key], ws::GOING_AWAY, "server shutting down");
+            self.drive(Token(key));
+        }
     }
 
     fn on_conn_event(&mut self, token: Token, event: &Event) {
@@ -252,7 +264,11 @@ impl Server {
                 self.mark_dead(token);
                 return;
             }
-            if (conn.read_ready || conn.stalled) && conn.wants_input(cfg) && !conn.pending {
+            // Work left that no event will announce: input not yet read or not yet processed,
+            // or a file whose budget for this turn ran out with the socket still writable.
+            let more_input = (conn.read_ready || conn.stalled) && conn.wants_input(cfg);
+            let more_file = conn.sending_file() && conn.out.is_empty();
+            if (more_input || more_file) && !conn.pending {
                 conn.pending = true;
                 self.pending.push(token);
             }
@@ -314,6 +330,10 @@ impl Server {
         }
         match what {
             Expiry::Close => self.mark_dead(token),
+            Expiry::Ping => {
+                ws::send_ping(conn, self.now);
+                self.drive(token);
+            }
             Expiry::RequestTimeout => {
                 http::queue_error(conn, HttpError::RequestTimeout, &self.date);
                 self.drive(token);
@@ -368,7 +388,7 @@ fn drive_conn(conn: &mut Conn, scratch: &mut [u8], env: &mut Env<'_>) -> bool {
                 if conn.inbuf.is_empty() {
                     // The common case: use the bytes straight from the shared buffer and keep
                     // only an incomplete tail.
-                    let (used, stop) = http::process_input(conn, &scratch[..n], env);
+                    let (used, stop) = process(conn, &scratch[..n], env);
                     if used < n && !matches!(conn.life, Life::CloseAfterFlush) {
                         conn.inbuf.extend_from_slice(&scratch[used..n]);
                     }
@@ -399,10 +419,28 @@ fn drive_conn(conn: &mut Conn, scratch: &mut [u8], env: &mut Env<'_>) -> bool {
     true
 }
 
+/// Offers input to whatever the connection speaks. When a request upgrades the connection,
+/// the bytes behind it (sent before the 101 arrived) go to the new protocol.
+fn process(conn: &mut Conn, input: &[u8], env: &mut Env<'_>) -> (usize, Stop) {
+    let mut pos = 0;
+    loop {
+        let was_http = matches!(conn.transport, Transport::Http(_));
+        let (used, stop) = match conn.transport {
+            Transport::Http(_) => http::process_input(conn, &input[pos..], env),
+            Transport::WebSocket(_) => ws::process_input(conn, &input[pos..], env),
+        };
+        pos += used;
+        let switched = was_http && !matches!(conn.transport, Transport::Http(_));
+        if !switched || pos >= input.len() || stop == Stop::NeedMore {
+            return (pos, stop);
+        }
+    }
+}
+
 /// Offers the connection's buffered input to its transport and keeps what is left.
 fn process_buffered(conn: &mut Conn, env: &mut Env<'_>) {
     let buf = std::mem::take(&mut conn.inbuf);
-    let (used, stop) = http::process_input(conn, &buf, env);
+    let (used, stop) = process(conn, &buf, env);
     let mut buf = buf;
     if used >= buf.len() {
         buf = Vec::new();

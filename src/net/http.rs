@@ -4,7 +4,8 @@
 use std::time::Instant;
 
 use super::conn::{Conn, FileSend, Life, Transport};
-use crate::app::{App, Reply};
+use super::ws::Ws;
+use crate::app::{App, ConnKind, Reply};
 use crate::error::HttpError;
 use crate::proto::http1::{response, DateCache, Method, Persist, ReadEvent, Request, Response};
 
@@ -37,7 +38,10 @@ pub fn process_input(conn: &mut Conn, input: &[u8], env: &mut Env<'_>) -> (usize
         if !conn.wants_input(&env.app.config) || env.handled >= env.app.config.max_requests_per_wakeup {
             return (pos, Stop::Blocked);
         }
-        let Transport::Http(h) = &mut conn.transport;
+        let Transport::Http(h) = &mut conn.transport else {
+            // An upgrade switched the transport: the rest of the input is the new protocol's.
+            return (pos, Stop::Blocked);
+        };
         match h.reader.advance(&input[pos..]) {
             Err(e) => {
                 queue_error(conn, e, env.date);
@@ -87,10 +91,17 @@ fn respond(conn: &mut Conn, req: &Request, env: &mut Env<'_>) {
             }
             if let (Some(file), false) = (file, head_only) {
                 if len > 0 {
-                    let Transport::Http(h) = &mut conn.transport;
-                    h.file = Some(FileSend { file, left: len });
+                    if let Transport::Http(h) = &mut conn.transport {
+                        h.file = Some(FileSend { file, left: len });
+                    }
                 }
             }
+        }
+        Reply::WebSocket { response: resp, session } => {
+            conn.queue_response(resp, false, Persist::Upgrade, env.date);
+            conn.transport = Transport::WebSocket(Ws::new(session, env.app.config.max_message_bytes, env.now));
+            env.app.stats.conn_closed(ConnKind::Http);
+            env.app.stats.conn_opened(ConnKind::WebSocket);
         }
     }
 }

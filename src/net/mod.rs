@@ -5,5 +5,6 @@ mod event_loop;
 mod http;
 pub mod outbuf;
 pub mod timers;
+mod ws;
 
 pub use event_loop::Server;

@@ -2,3 +2,4 @@
 //! every decoder can be unit-tested from byte tables and fuzzed without a server.
 
 pub mod http1;
+pub mod ws;

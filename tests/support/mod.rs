@@ -255,3 +255,151 @@ pub fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+// ---- Added for tests/http.rs ----
+
+impl Server {
+    /// Starts the binary with exactly `args` (no `--listen` or `--stats-interval` added), with
+    /// `env` set and the variables in `unset` removed, and waits for its "listening on" line.
+    /// For testing how the listen address is chosen (`PORT`, `HOST`).
+    pub fn start_exact(args: &[&str], env: &[(&str, &str)], unset: &[&str]) -> Server {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_pushwire"));
+        cmd.args(args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for k in unset {
+            cmd.env_remove(k);
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn pushwire");
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let log2 = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(rest) = line.split("listening on http://").nth(1) {
+                    let _ = tx.send(rest.trim_end_matches('/').to_string());
+                }
+                let mut l = log2.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        let addr = rx
+            .recv_timeout(WAIT)
+            .unwrap_or_else(|_| panic!("server did not start; log:\n{}", log.lock().unwrap()));
+        Server { child, addr: addr.parse().expect("address"), log }
+    }
+}
+
+impl Client {
+    /// Bytes received but not yet consumed by a `response`/`read_*` call.
+    pub fn buffered(&self) -> &[u8] {
+        &self.buf
+    }
+}
+
+/// A fresh folder under the system temp dir, removed (with its contents) when dropped.
+pub struct TempDir {
+    pub path: std::path::PathBuf,
+}
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let name = format!("pushwire-{tag}-{}-{}-{nanos}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
+        let path = std::env::temp_dir().join(name);
+        std::fs::create_dir(&path).expect("create temp dir");
+        TempDir { path }
+    }
+
+    /// Writes `rel` (creating parent folders) and returns its full path.
+    pub fn write(&self, rel: &str, bytes: &[u8]) -> std::path::PathBuf {
+        let p = self.path.join(rel);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).expect("create dirs");
+        }
+        std::fs::write(&p, bytes).expect("write file");
+        p
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+impl Client {
+    /// Like `fill`, but a read error reports how much is buffered instead of all of it
+    /// (for multi-megabyte bodies).
+    fn fill_quiet(&mut self) -> usize {
+        let mut tmp = [0u8; 65536];
+        match self.stream.read(&mut tmp) {
+            Ok(n) => {
+                self.buf.extend_from_slice(&tmp[..n]);
+                n
+            }
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::ConnectionReset) => 0,
+            Err(e) => panic!("read: {e} (with {} bytes buffered)", self.buf.len()),
+        }
+    }
+
+    /// Like `response_to`, for responses with large bodies: failures report byte counts only.
+    pub fn large_response_to(&mut self, head_only: bool) -> Response {
+        loop {
+            let mut headers = [httparse::EMPTY_HEADER; 64];
+            let mut resp = httparse::Response::new(&mut headers);
+            let parsed = resp.parse(&self.buf).unwrap_or_else(|e| {
+                let start = String::from_utf8_lossy(&self.buf[..self.buf.len().min(200)]).into_owned();
+                panic!("invalid response head ({e}): {start:?}")
+            });
+            match parsed {
+                httparse::Status::Complete(n) => {
+                    let status = resp.code.unwrap();
+                    let headers: Vec<(String, String)> = resp
+                        .headers
+                        .iter()
+                        .map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).into_owned()))
+                        .collect();
+                    self.buf.drain(..n);
+                    let len = headers
+                        .iter()
+                        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+                        .map(|(_, v)| v.parse::<usize>().unwrap());
+                    let no_body = head_only || status < 200 || status == 204 || status == 304;
+                    let body = match (no_body, len) {
+                        (true, _) => Vec::new(),
+                        (false, Some(len)) => self.read_exact_quiet(len),
+                        (false, None) => {
+                            while self.fill_quiet() > 0 {}
+                            std::mem::take(&mut self.buf)
+                        }
+                    };
+                    return Response { status, headers, body };
+                }
+                httparse::Status::Partial => {
+                    assert!(self.fill_quiet() > 0, "EOF before a complete response ({} bytes)", self.buf.len());
+                }
+            }
+        }
+    }
+
+    /// Like `read_exact_n`, but failures report byte counts only.
+    pub fn read_exact_quiet(&mut self, n: usize) -> Vec<u8> {
+        while self.buf.len() < n {
+            assert!(self.fill_quiet() > 0, "EOF after {} of {n} bytes", self.buf.len());
+        }
+        self.buf.drain(..n).collect()
+    }
+}

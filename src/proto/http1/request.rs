@@ -92,15 +92,32 @@ impl RequestHead {
         std::str::from_utf8(&self.raw[self.target.clone()]).unwrap_or("")
     }
 
+    /// The target in origin-form: RFC 9112 §3.2.2 says "A server MUST accept the
+    /// absolute-form in requests", so `http://host/p?q` becomes `/p?q`.
+    fn origin_form(&self) -> &str {
+        let t = self.target();
+        if t.starts_with('/') {
+            return t;
+        }
+        match t.split_once("://") {
+            Some((_, rest)) => rest.find(['/', '?']).map_or("/", |i| &rest[i..]),
+            None => t,
+        }
+    }
+
     /// The path part of the target, without the query.
     pub fn path(&self) -> &str {
-        let t = self.target();
-        t.split_once('?').map_or(t, |(p, _)| p)
+        let t = self.origin_form();
+        match t.split_once('?') {
+            Some(("", _)) => "/",
+            Some((p, _)) => p,
+            None => t,
+        }
     }
 
     /// The query string (after `?`), if any.
     pub fn query(&self) -> Option<&str> {
-        self.target().split_once('?').map(|(_, q)| q)
+        self.origin_form().split_once('?').map(|(_, q)| q)
     }
 
     /// The first header with this name (ASCII case-insensitive).
@@ -221,12 +238,18 @@ pub fn parse_head(
     };
     head.framing = body_framing(&head)?;
     head.keep_alive = keep_alive(&head);
-    head.expect_continue = head
-        .header("expect")
-        .is_some_and(|v| v.trim_ascii().eq_ignore_ascii_case(b"100-continue"));
-    if head.minor_version == 1 && head.header("host").is_none() {
-        // RFC 9112 §3.2: "A server MUST respond with a 400 (Bad Request) status code to any
-        // HTTP/1.1 request message that lacks a Host header field".
+    // RFC 9110 §10.1.1: "A server that receives a 100-continue expectation in an HTTP/1.0
+    // request MUST ignore that expectation."
+    head.expect_continue = head.minor_version == 1
+        && head.header("expect").is_some_and(|v| v.trim_ascii().eq_ignore_ascii_case(b"100-continue"));
+    // RFC 9112 §3.2: "A server MUST respond with a 400 (Bad Request) status code to any
+    // HTTP/1.1 request message that lacks a Host header field and to any request message
+    // that contains more than one Host header field".
+    let hosts = head.headers().filter(|(n, _)| n.eq_ignore_ascii_case("host")).count();
+    if hosts > 1 {
+        return Err(HttpError::BadRequest("more than one Host header"));
+    }
+    if head.minor_version == 1 && hosts == 0 {
         return Err(HttpError::BadRequest("missing Host header"));
     }
     Ok(Some((head, used)))
@@ -309,6 +332,18 @@ mod tests {
     }
 
     #[test]
+    fn absolute_form() {
+        let t = |target: &str| {
+            let (h, _) = parse(&format!("GET {target} HTTP/1.1\r\nHost: h\r\n\r\n")).unwrap().unwrap();
+            (h.path().to_string(), h.query().map(str::to_string))
+        };
+        assert_eq!(t("http://h/a/b?x=1"), ("/a/b".into(), Some("x=1".into())));
+        assert_eq!(t("http://h:8000"), ("/".into(), None));
+        assert_eq!(t("http://h?q"), ("/".into(), Some("q".into())));
+        assert_eq!(t("/?q"), ("/".into(), Some("q".into())));
+    }
+
+    #[test]
     fn partial_is_none_at_every_split() {
         let full = "POST /p HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\n";
         for i in 0..full.len() {
@@ -323,6 +358,7 @@ mod tests {
     const ERRORS: &[(&str, &str, HttpError)] = &[
         ("garbage", "\x01\x02 / HTTP/1.1\r\n\r\n", HttpError::BadRequest("malformed request head")),
         ("no host", "GET / HTTP/1.1\r\n\r\n", HttpError::BadRequest("missing Host header")),
+        ("two hosts", "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", HttpError::BadRequest("more than one Host header")),
         ("both framings", "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
             HttpError::BadRequest("both Content-Length and Transfer-Encoding")),
         ("bad length", "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1x\r\n\r\n", HttpError::BadRequest("invalid Content-Length")),

@@ -154,6 +154,8 @@ pub enum Persist {
     Close,
     /// The connection becomes a stream that ends with the connection (SSE): no length.
     Stream,
+    /// The connection switches protocols (101): the route's headers say `Connection: Upgrade`.
+    Upgrade,
 }
 
 /// Writes the status line and headers. `content_length` is `None` for statuses without
@@ -189,7 +191,7 @@ pub fn write_head(
         out.extend_from_slice(b"\r\n");
     }
     match persist {
-        Persist::KeepAlive11 => {}
+        Persist::KeepAlive11 | Persist::Upgrade => {}
         Persist::KeepAlive10 => out.extend_from_slice(b"Connection: keep-alive\r\n"),
         Persist::Close | Persist::Stream => out.extend_from_slice(b"Connection: close\r\n"),
     }

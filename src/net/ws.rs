@@ -1,0 +1,125 @@
+//! The WebSocket transport: feeds a connection's input to its frame assembler, answers
+//! control frames (the "obligated sends": pong, close reply), hands messages to the session,
+//! and queues frames.
+
+use std::time::Instant;
+
+use super::conn::{Conn, Life, Transport};
+use super::http::{Env, Stop};
+use super::outbuf::OutBuf;
+use crate::app::WsSession;
+use crate::proto::ws::{close, encode_close_frame, encode_server_frame, Assembler, FrameHeader, OpCode, WsError, WsEvent};
+
+/// Payloads up to this size are copied behind their header; larger ones are queued as they
+/// are, so a big echo is never copied.
+const COPY_MAX: usize = 4096;
+
+/// A connection after the opening handshake.
+#[derive(Debug)]
+pub struct Ws {
+    pub assembler: Assembler,
+    pub session: WsSession,
+    /// When our heartbeat ping went out, until the peer shows a sign of life.
+    pub ping_sent: Option<Instant>,
+    /// When the peer last sent anything.
+    pub last_rx: Instant,
+}
+
+impl Ws {
+    pub fn new(session: WsSession, max_message: usize, now: Instant) -> Ws {
+        Ws { assembler: Assembler::new(max_message), session, ping_sent: None, last_rx: now }
+    }
+}
+
+/// Offers `input` to the connection's assembler; acts on each event. Returns bytes used.
+pub fn process_input(conn: &mut Conn, input: &[u8], env: &mut Env<'_>) -> (usize, Stop) {
+    let mut pos = 0;
+    if let Transport::WebSocket(ws) = &mut conn.transport {
+        // Any byte from the peer proves it is alive.
+        ws.last_rx = env.now;
+        ws.ping_sent = None;
+    }
+    loop {
+        if !conn.wants_input(&env.app.config) {
+            return (pos, Stop::Blocked);
+        }
+        let Transport::WebSocket(ws) = &mut conn.transport else { return (pos, Stop::Blocked) };
+        match ws.assembler.advance(&input[pos..]) {
+            Err(e) => {
+                fail(conn, e);
+                return (input.len(), Stop::Blocked);
+            }
+            Ok((used, event)) => {
+                pos += used;
+                match event {
+                    Some(ev) => on_event(conn, ev, env),
+                    None if used == 0 || pos == input.len() => return (pos, Stop::NeedMore),
+                    None => {}
+                }
+            }
+        }
+    }
+}
+
+fn on_event(conn: &mut Conn, ev: WsEvent, _env: &mut Env<'_>) {
+    let Transport::WebSocket(ws) = &mut conn.transport else { return };
+    match ev {
+        WsEvent::Text(data) => match ws.session {
+            WsSession::Echo => queue_frame(&mut conn.out, OpCode::Text, data),
+        },
+        WsEvent::Binary(data) => match ws.session {
+            WsSession::Echo => queue_frame(&mut conn.out, OpCode::Binary, data),
+        },
+        // RFC 6455 §5.5.2: "Upon receipt of a Ping frame, an endpoint MUST send a Pong frame in
+        // response ... [with] identical Application data". Queued at once, so it goes out in
+        // this turn's write even in the middle of a fragmented message.
+        WsEvent::Ping(data) => queue_frame(&mut conn.out, OpCode::Pong, data),
+        // §5.5.3: an unsolicited pong needs no answer; any input already counted as life.
+        WsEvent::Pong(_) => {}
+        WsEvent::Close(code) => {
+            // §5.5.1: "If an endpoint receives a Close frame and did not previously send a
+            // Close frame, the endpoint MUST send a Close frame in response ... typically
+            // echoing the status code it received." Then nothing more is sent or processed.
+            let mut payload = Vec::new();
+            if let Some((code, _reason)) = code {
+                payload.extend_from_slice(&code.to_be_bytes());
+            }
+            queue_frame(&mut conn.out, OpCode::Close, payload);
+            conn.life = Life::CloseAfterFlush;
+        }
+    }
+}
+
+/// §7.1.7 "Fail the WebSocket Connection": send a close frame with the error's code, then
+/// close. Input after the error is discarded.
+fn fail(conn: &mut Conn, e: WsError) {
+    log::debug!("conn {}: websocket: {} ({})", conn.id, e.reason(), e.close_code());
+    queue_close(conn, e.close_code(), e.reason());
+}
+
+/// Queues a close frame and moves the connection to closing.
+pub fn queue_close(conn: &mut Conn, code: u16, reason: &str) {
+    conn.out.with_tail(|v| encode_close_frame(v, code, reason));
+    conn.life = Life::CloseAfterFlush;
+}
+
+/// Queues the heartbeat ping.
+pub fn send_ping(conn: &mut Conn, now: Instant) {
+    if let Transport::WebSocket(ws) = &mut conn.transport {
+        ws.ping_sent = Some(now);
+        queue_frame(&mut conn.out, OpCode::Ping, Vec::new());
+    }
+}
+
+/// Queues one unfragmented, unmasked server frame.
+pub fn queue_frame(out: &mut OutBuf, opcode: OpCode, payload: Vec<u8>) {
+    if payload.len() <= COPY_MAX {
+        out.with_tail(|v| encode_server_frame(v, opcode, &payload));
+    } else {
+        let header = FrameHeader { fin: true, rsv: 0, opcode, mask: None, payload_len: payload.len() as u64 };
+        out.with_tail(|v| header.encode(v));
+        out.push_owned(payload);
+    }
+}
+
+pub use close::GOING_AWAY;

@@ -1,0 +1,660 @@
+//! The receive side of one WebSocket connection: a client's raw bytes in, messages out.
+//!
+//! ```text
+//!                 header of a data frame (checked)           payload done, FIN: Text | Binary
+//!   ┌──────────▶ Header ─────────────────────────────▶ Data ──────────────────────────────┐
+//!   │             │  ▲                                   │ payload done, no FIN: wait for   │
+//!   │             │  └───────────────────────────────────┘ the next fragment              │
+//!   │             │ header of a control frame                                            │
+//!   │             ▼                                                                      │
+//!   │           Control ──payload done──▶ Ping | Pong ──────────────▶ Header             │
+//!   │                                 └─▶ Close ────────────────────▶ Closed (final)     │
+//!   └────────────────────────────────────────────────────────────────────────────────────┘
+//!   any error ──▶ Failed (the same error again on every call)
+//! ```
+//!
+//! Whether a fragmented data message is open is kept apart from the frame state, because
+//! RFC 6455 §5.4 lets control frames arrive between its fragments: "Control frames [...]
+//! MAY be injected in the middle of a fragmented message", and "An endpoint MUST be capable
+//! of handling control frames in the middle of a fragmented message". A ping in the middle
+//! of a long message is delivered as soon as it is complete, so its pong is not held up.
+//!
+//! Payload is consumed as it arrives, never waited for whole: each piece is appended to the
+//! message, unmasked in place, and (for text) validated as UTF-8 from where the last check
+//! stopped. So the payload is copied once (input buffer → message), each byte is unmasked
+//! once and validated about once, a bad message fails at its first bad byte, and the
+//! connection's input buffer never has to hold a whole frame. The size limit is applied to
+//! each frame header, before any of its payload is buffered.
+//!
+//! Sans-IO, like [`RequestReader`](crate::proto::http1::RequestReader): the connection hands
+//! in the bytes it has not yet used, the assembler says how many it used and what happened.
+
+use super::close::parse_close_payload;
+use super::error::WsError;
+use super::frame::{FrameHeader, OpCode};
+use super::mask::apply_mask;
+
+/// What a client's bytes amount to. Each data message is delivered whole, once its last
+/// fragment has arrived; control frames as soon as each is complete.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WsEvent {
+    /// A text message; the bytes are valid UTF-8.
+    Text(Vec<u8>),
+    Binary(Vec<u8>),
+    /// A ping: answer with a pong carrying the same payload (§5.5.2).
+    Ping(Vec<u8>),
+    /// A pong, solicited or not (§5.5.3 allows unsolicited ones; they need no answer).
+    Pong(Vec<u8>),
+    /// A close frame, with its code and reason if it had a payload. Nothing after it is
+    /// processed; the loop answers with a close frame and closes the connection.
+    Close(Option<(u16, String)>),
+}
+
+/// Most bytes reserved for a message when its frame header arrives. A small frame then costs
+/// exactly one allocation; a large one grows as its bytes actually arrive, so announcing a
+/// 16 MiB frame and sending nothing does not pin 16 MiB.
+const PREALLOC_MAX: usize = 64 * 1024;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Text,
+    Binary,
+}
+
+#[derive(Debug)]
+enum State {
+    /// Between frames: waiting for a complete header.
+    Header,
+    /// Inside a data frame's payload: `pos` bytes of it received (the masking offset),
+    /// `left` to come.
+    Data { key: [u8; 4], pos: usize, left: usize, fin: bool },
+    /// Inside a control frame's payload (at most 125 bytes), collected masked in `buf`.
+    Control { opcode: OpCode, key: [u8; 4], left: usize, buf: Vec<u8> },
+    /// A close frame was delivered: nothing more is processed.
+    Closed,
+    /// An error was returned; every later call returns it again.
+    Failed(WsError),
+}
+
+/// The per-connection message assembler.
+#[derive(Debug)]
+pub struct Assembler {
+    max_message: usize,
+    state: State,
+    /// The kind of the data message being received, from its first frame to the end of its
+    /// FIN frame.
+    open: Option<Kind>,
+    /// The open message's payload so far, unmasked.
+    message: Vec<u8>,
+    /// For a text message: how much of `message` is known to be valid UTF-8. Always on a
+    /// character boundary; what follows it is at most an incomplete character.
+    checked: usize,
+}
+
+impl Assembler {
+    /// An assembler refusing messages (the sum of their fragments) over `max_message` bytes.
+    pub fn new(max_message: usize) -> Self {
+        Assembler { max_message, state: State::Header, open: None, message: Vec::new(), checked: 0 }
+    }
+
+    /// True once a close frame has been delivered.
+    pub fn is_closed(&self) -> bool {
+        matches!(self.state, State::Closed)
+    }
+
+    /// Uses bytes from the start of `input`, which must begin where the previous call's used
+    /// bytes ended. Returns the bytes used and at most one event. Call again while it
+    /// returns an event or uses bytes: several frames may be waiting. Without an event it
+    /// has used everything it can (the rest is an incomplete header).
+    ///
+    /// An error means: fail the connection with the error's close code (RFC 6455 §7.1.7).
+    pub fn advance(&mut self, input: &[u8]) -> Result<(usize, Option<WsEvent>), WsError> {
+        let res = self.step(input);
+        if let Err(e) = res {
+            self.state = State::Failed(e);
+            self.open = None;
+            self.message = Vec::new();
+        }
+        res
+    }
+
+    // Runs the state machine over `input` until an event, an error, or the end of the input.
+    // Looping here (rather than returning after each frame) lets one call swallow a run of
+    // header + payload + header + ... that produces no event, like empty fragments.
+    fn step(&mut self, input: &[u8]) -> Result<(usize, Option<WsEvent>), WsError> {
+        let mut used = 0;
+        loop {
+            match self.state {
+                State::Failed(e) => return Err(e),
+                State::Closed => return Ok((used, None)),
+                State::Header => {
+                    let Some((header, n)) = FrameHeader::decode(&input[used..])? else {
+                        return Ok((used, None));
+                    };
+                    used += n;
+                    if let Some(ev) = self.start_frame(header)? {
+                        return Ok((used, Some(ev)));
+                    }
+                }
+                State::Data { key, pos, left, fin } => {
+                    let take = left.min(input.len() - used);
+                    let start = self.message.len();
+                    self.message.extend_from_slice(&input[used..used + take]);
+                    apply_mask(&mut self.message[start..], key, pos);
+                    used += take;
+                    if self.open == Some(Kind::Text) {
+                        self.check_utf8()?;
+                    }
+                    if take < left {
+                        self.state = State::Data { key, pos: pos + take, left: left - take, fin };
+                        return Ok((used, None));
+                    }
+                    self.state = State::Header;
+                    if fin {
+                        return Ok((used, Some(self.finish_message()?)));
+                    }
+                }
+                State::Control { opcode, key, ref mut left, ref mut buf } => {
+                    let take = (*left).min(input.len() - used);
+                    buf.extend_from_slice(&input[used..used + take]);
+                    used += take;
+                    *left -= take;
+                    if *left > 0 {
+                        return Ok((used, None));
+                    }
+                    let mut payload = std::mem::take(buf);
+                    apply_mask(&mut payload, key, 0);
+                    self.state = State::Header;
+                    return Ok((used, Some(self.control_event(opcode, payload)?)));
+                }
+            }
+        }
+    }
+
+    // Checks a complete header against the rules of the connection (masking, fragmentation,
+    // size) and enters the state for its payload. An empty payload may complete an event
+    // right away.
+    fn start_frame(&mut self, h: FrameHeader) -> Result<Option<WsEvent>, WsError> {
+        // §5.1: "The server MUST close the connection upon receiving a frame that is not
+        // masked."
+        let Some(key) = h.mask else {
+            return Err(WsError::Protocol("unmasked client frame"));
+        };
+        if h.opcode.is_control() {
+            // FrameHeader::decode has refused control payloads over 125 bytes.
+            let len = h.payload_len as usize;
+            if len == 0 {
+                return self.control_event(h.opcode, Vec::new()).map(Some);
+            }
+            self.state = State::Control { opcode: h.opcode, key, left: len, buf: Vec::with_capacity(len) };
+            return Ok(None);
+        }
+        // §5.4: "A fragmented message consists of a single frame with the FIN bit clear and
+        // an opcode other than 0, followed by zero or more frames with the FIN bit clear and
+        // the opcode set to 0, and terminated by a single frame with the FIN bit set and an
+        // opcode of 0." and "The fragments of one message MUST NOT be interleaved between the
+        // fragments of another message".
+        let kind = match (h.opcode, self.open) {
+            (OpCode::Continuation, Some(kind)) => kind,
+            (OpCode::Continuation, None) => return Err(WsError::Protocol("continuation with no message open")),
+            (_, Some(_)) => return Err(WsError::Protocol("new message inside a fragmented message")),
+            (OpCode::Text, None) => Kind::Text,
+            (_, None) => Kind::Binary,
+        };
+        // §10.4: "implementations will likely want to impose implementation-specific limits
+        // on frame size and the total message size after reassembly from multiple frames".
+        // Checked on the header, before any of the payload is buffered.
+        if h.payload_len > (self.max_message - self.message.len()) as u64 {
+            return Err(WsError::MessageTooBig);
+        }
+        let len = h.payload_len as usize;
+        self.open = Some(kind);
+        if len == 0 {
+            return if h.fin { self.finish_message().map(Some) } else { Ok(None) };
+        }
+        self.message.reserve(len.min(PREALLOC_MAX));
+        self.state = State::Data { key, pos: 0, left: len, fin: h.fin };
+        Ok(None)
+    }
+
+    // Validates the text received since the last check. An incomplete character at the end
+    // waits for more bytes; an invalid sequence fails now, not at the end of the message:
+    // §8.1 "When an endpoint is to interpret a byte stream as UTF-8 but finds that the byte
+    // stream is not, in fact, a valid UTF-8 stream, that endpoint MUST _Fail the WebSocket
+    // Connection_."
+    fn check_utf8(&mut self) -> Result<(), WsError> {
+        match std::str::from_utf8(&self.message[self.checked..]) {
+            Ok(_) => self.checked = self.message.len(),
+            // error_len() is None when the bytes are a valid prefix cut short by the end.
+            Err(e) if e.error_len().is_none() => self.checked += e.valid_up_to(),
+            Err(_) => return Err(WsError::InvalidUtf8),
+        }
+        Ok(())
+    }
+
+    // The FIN frame's payload is all in: hand the message over.
+    fn finish_message(&mut self) -> Result<WsEvent, WsError> {
+        let kind = self.open.take().expect("a message is open");
+        let data = std::mem::take(&mut self.message);
+        match kind {
+            Kind::Binary => Ok(WsEvent::Binary(data)),
+            Kind::Text => {
+                // §5.6: "a particular text frame might include a partial UTF-8 sequence;
+                // however, the whole message MUST contain valid UTF-8."
+                if self.checked != data.len() {
+                    return Err(WsError::InvalidUtf8);
+                }
+                self.checked = 0;
+                Ok(WsEvent::Text(data))
+            }
+        }
+    }
+
+    // A complete control frame (already unmasked) as an event.
+    fn control_event(&mut self, opcode: OpCode, payload: Vec<u8>) -> Result<WsEvent, WsError> {
+        Ok(match opcode {
+            OpCode::Ping => WsEvent::Ping(payload),
+            OpCode::Pong => WsEvent::Pong(payload),
+            OpCode::Close => {
+                let close = parse_close_payload(&payload)?.map(|(code, reason)| (code, reason.to_owned()));
+                // §5.5.1: after sending a Close frame, an endpoint "MUST NOT send any more
+                // data frames"; a peer's data after its Close is not ours to process either.
+                self.state = State::Closed;
+                WsEvent::Close(close)
+            }
+            OpCode::Continuation | OpCode::Text | OpCode::Binary => unreachable!("not a control opcode"),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::ws::mask::apply_mask_reference;
+
+    const KEY: [u8; 4] = [0x9C, 0x01, 0x7E, 0xD3];
+    const MAX: usize = 1 << 17;
+    const P: fn(&'static str) -> WsError = WsError::Protocol;
+
+    /// A masked client frame.
+    fn frame(fin: bool, opcode: OpCode, payload: &[u8]) -> Vec<u8> {
+        let h = FrameHeader { fin, rsv: 0, opcode, mask: Some(KEY), payload_len: payload.len() as u64 };
+        let mut out = Vec::new();
+        h.encode(&mut out);
+        let start = out.len();
+        out.extend_from_slice(payload);
+        apply_mask_reference(&mut out[start..], KEY, 0);
+        out
+    }
+
+    fn text(s: &str) -> Vec<u8> {
+        frame(true, OpCode::Text, s.as_bytes())
+    }
+
+    fn cat(frames: &[Vec<u8>]) -> Vec<u8> {
+        frames.concat()
+    }
+
+    /// Feeds `pieces` the way the loop does (keeping unused bytes in a buffer) and collects
+    /// the events and the error, if any.
+    fn run_pieces(max: usize, pieces: &[&[u8]]) -> (Vec<WsEvent>, Option<WsError>) {
+        let mut a = Assembler::new(max);
+        let mut buf = Vec::new();
+        let mut got = Vec::new();
+        for piece in pieces {
+            buf.extend_from_slice(piece);
+            loop {
+                match a.advance(&buf) {
+                    Err(e) => return (got, Some(e)),
+                    Ok((used, ev)) => {
+                        assert!(used <= buf.len());
+                        buf.drain(..used);
+                        match ev {
+                            Some(ev) => got.push(ev),
+                            None if used == 0 || buf.is_empty() => break,
+                            None => {}
+                        }
+                    }
+                }
+            }
+        }
+        (got, None)
+    }
+
+    /// The outcome of feeding `input` whole, after checking that every way of cutting it in
+    /// two, and a few ways of cutting it in many, gives the same.
+    fn run(max: usize, input: &[u8]) -> (Vec<WsEvent>, Option<WsError>) {
+        let whole = run_pieces(max, &[input]);
+        for cut in 0..=input.len() {
+            assert_eq!(run_pieces(max, &[&input[..cut], &input[cut..]]), whole, "cut at {cut}");
+        }
+        for step in [1, 2, 3, 5, 13] {
+            let pieces: Vec<&[u8]> = input.chunks(step).collect();
+            assert_eq!(run_pieces(max, &pieces), whole, "step {step}");
+        }
+        whole
+    }
+
+    fn t(s: &str) -> WsEvent {
+        WsEvent::Text(s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn events() {
+        use OpCode::*;
+        let close = |p: &[u8]| frame(true, Close, p);
+        let table: Vec<(&str, Vec<u8>, Vec<WsEvent>)> = vec![
+            (
+                "RFC 5.7 masked Hello",
+                vec![0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58],
+                vec![t("Hello")],
+            ),
+            ("text", text("héllo wörld"), vec![t("héllo wörld")]),
+            ("empty text", text(""), vec![t("")]),
+            ("binary", frame(true, Binary, &[0, 0xFF, 0x80]), vec![WsEvent::Binary(vec![0, 0xFF, 0x80])]),
+            ("empty binary", frame(true, Binary, b""), vec![WsEvent::Binary(vec![])]),
+            ("ping", frame(true, Ping, b"hb"), vec![WsEvent::Ping(b"hb".to_vec())]),
+            ("empty ping", frame(true, Ping, b""), vec![WsEvent::Ping(vec![])]),
+            ("pong", frame(true, Pong, &[7; 125]), vec![WsEvent::Pong(vec![7; 125])]),
+            (
+                "fragmented with ping, pong and empty fragments",
+                cat(&[
+                    frame(false, Text, b"Hel"),
+                    frame(true, Ping, b"p1"),
+                    frame(false, Continuation, b""),
+                    frame(true, Pong, b""),
+                    frame(false, Continuation, b"lo"),
+                    frame(true, Ping, b"p2"),
+                    frame(true, Continuation, b"!"),
+                    text("next"),
+                ]),
+                vec![
+                    WsEvent::Ping(b"p1".to_vec()),
+                    WsEvent::Pong(vec![]),
+                    WsEvent::Ping(b"p2".to_vec()),
+                    t("Hello!"),
+                    t("next"),
+                ],
+            ),
+            (
+                "fragmented binary ending in an empty fragment",
+                cat(&[frame(false, Binary, b"ab"), frame(true, Continuation, b"")]),
+                vec![WsEvent::Binary(b"ab".to_vec())],
+            ),
+            ("close, no payload", close(b""), vec![WsEvent::Close(None)]),
+            ("close 1000", close(b"\x03\xE8"), vec![WsEvent::Close(Some((1000, String::new())))]),
+            ("close 4000 with reason", close(b"\x0F\xA0bye"), vec![WsEvent::Close(Some((4000, "bye".into())))]),
+            (
+                "nothing after close is processed, not even garbage",
+                cat(&[close(b"\x03\xE9"), text("ignored"), vec![0xFF, 0xFF, 0xFF]]),
+                vec![WsEvent::Close(Some((1001, String::new())))],
+            ),
+            (
+                "close between fragments",
+                cat(&[frame(false, Text, b"ab"), close(b"")]),
+                vec![WsEvent::Close(None)],
+            ),
+            ("incomplete frame: no event yet", text("Hello")[..8].to_vec(), vec![]),
+        ];
+        for (name, input, want) in table {
+            assert_eq!(run(MAX, &input), (want, None), "{name}");
+        }
+    }
+
+    #[test]
+    fn errors() {
+        use OpCode::*;
+        let close = |p: &[u8]| frame(true, Close, p);
+        let unmasked = |b0: u8, p: &[u8]| {
+            let mut v = vec![b0, p.len() as u8];
+            v.extend_from_slice(p);
+            v
+        };
+        // (name, input, events before the error, the error)
+        let table: Vec<(&str, Vec<u8>, Vec<WsEvent>, WsError)> = vec![
+            ("unmasked text", unmasked(0x81, b"hi"), vec![], P("unmasked client frame")),
+            ("unmasked ping", unmasked(0x89, b""), vec![], P("unmasked client frame")),
+            ("unmasked after a good frame", cat(&[text("a"), unmasked(0x82, b"")]), vec![t("a")], P("unmasked client frame")),
+            ("reserved opcode", vec![0x83, 0x80, 1, 2, 3, 4], vec![], P("reserved opcode")),
+            ("rsv1", vec![0xC1, 0x80, 1, 2, 3, 4], vec![], P("reserved bits set")),
+            ("fragmented ping", vec![0x09, 0x80, 1, 2, 3, 4], vec![], P("fragmented control frame")),
+            ("ping over 125", vec![0x89, 0xFE, 0, 126], vec![], P("control frame over 125 bytes")),
+            ("non-minimal 16-bit", vec![0x82, 0xFE, 0, 5, 1, 2, 3, 4], vec![], P("non-minimal 16-bit payload length")),
+            (
+                "64-bit top bit",
+                vec![0x82, 0xFF, 0x80, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4],
+                vec![],
+                P("64-bit payload length with top bit set"),
+            ),
+            (
+                "continuation first",
+                frame(true, Continuation, b"x"),
+                vec![],
+                P("continuation with no message open"),
+            ),
+            (
+                "continuation after a complete message",
+                cat(&[text("a"), frame(true, Continuation, b"x")]),
+                vec![t("a")],
+                P("continuation with no message open"),
+            ),
+            (
+                "text inside a fragmented text",
+                cat(&[frame(false, Text, b"a"), text("b")]),
+                vec![],
+                P("new message inside a fragmented message"),
+            ),
+            (
+                "binary inside a fragmented text, after a ping",
+                cat(&[frame(false, Text, b"a"), frame(true, Ping, b""), frame(false, Binary, b"b")]),
+                vec![WsEvent::Ping(vec![])],
+                P("new message inside a fragmented message"),
+            ),
+            ("invalid UTF-8", frame(true, Text, b"ab\xFFcd"), vec![], WsError::InvalidUtf8),
+            ("overlong encoding", frame(true, Text, b"\xC0\xAF"), vec![], WsError::InvalidUtf8),
+            ("surrogate", frame(true, Text, b"\xED\xA0\x80"), vec![], WsError::InvalidUtf8),
+            ("above U+10FFFF", frame(true, Text, b"\xF4\x90\x80\x80"), vec![], WsError::InvalidUtf8),
+            ("text ends mid-character", frame(true, Text, b"a\xE2\x82"), vec![], WsError::InvalidUtf8),
+            (
+                "message ends mid-character in an empty final fragment",
+                cat(&[frame(false, Text, b"\xE2\x82"), frame(true, Continuation, b"")]),
+                vec![],
+                WsError::InvalidUtf8,
+            ),
+            ("binary is not checked, text is", cat(&[frame(true, Binary, b"\xFF"), frame(true, Text, b"\xFF")]), vec![WsEvent::Binary(vec![0xFF])], WsError::InvalidUtf8),
+            ("close with one byte", close(b"\x03"), vec![], P("one-byte close payload")),
+            ("close 1005", close(b"\x03\xED"), vec![], P("invalid close code")),
+            ("close 1006", close(b"\x03\xEE"), vec![], P("invalid close code")),
+            ("close 999", close(b"\x03\xE7"), vec![], P("invalid close code")),
+            ("close 5000", close(b"\x13\x88"), vec![], P("invalid close code")),
+            ("close reason not UTF-8", close(b"\x03\xE8\xFF"), vec![], P("close reason not UTF-8")),
+        ];
+        for (name, input, events, err) in table {
+            assert_eq!(run(MAX, &input), (events, Some(err)), "{name}");
+        }
+    }
+
+    #[test]
+    fn error_is_sticky() {
+        let mut a = Assembler::new(MAX);
+        assert_eq!(a.advance(&[0x81, 0x00]), Err(P("unmasked client frame")));
+        assert_eq!(a.advance(&text("ok")), Err(P("unmasked client frame")));
+    }
+
+    #[test]
+    fn close_is_final() {
+        let mut a = Assembler::new(MAX);
+        let input = cat(&[frame(true, OpCode::Close, b""), text("after")]);
+        assert_eq!(a.advance(&input), Ok((6, Some(WsEvent::Close(None)))));
+        assert!(a.is_closed());
+        assert_eq!(a.advance(&input[6..]), Ok((0, None)));
+        assert_eq!(a.advance(&[0xFF; 20]), Ok((0, None)));
+    }
+
+    #[test]
+    fn ping_between_fragments_is_delivered_at_once() {
+        let mut a = Assembler::new(MAX);
+        let first = cat(&[frame(false, OpCode::Text, b"Hel"), frame(true, OpCode::Ping, b"now")]);
+        let (used, ev) = a.advance(&first).unwrap();
+        assert_eq!((used, ev), (first.len(), Some(WsEvent::Ping(b"now".to_vec()))));
+        assert_eq!(a.advance(&[]), Ok((0, None)));
+        let last = frame(true, OpCode::Continuation, b"lo");
+        assert_eq!(a.advance(&last), Ok((last.len(), Some(t("Hello")))));
+    }
+
+    #[test]
+    fn large_frame_is_consumed_as_it_arrives() {
+        let payload: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        let input = frame(true, OpCode::Binary, &payload);
+        let mut a = Assembler::new(MAX);
+        let mut fed = 0;
+        for piece in input.chunks(4099) {
+            let (used, ev) = a.advance(piece).unwrap();
+            assert_eq!(used, piece.len(), "every byte is used at once");
+            fed += used;
+            if fed < input.len() {
+                assert_eq!(ev, None);
+            } else {
+                assert_eq!(ev, Some(WsEvent::Binary(payload.clone())));
+            }
+        }
+    }
+
+    #[test]
+    fn invalid_utf8_fails_before_the_message_ends() {
+        // In the first fragment, before the final one arrives.
+        let mut a = Assembler::new(MAX);
+        assert_eq!(a.advance(&frame(false, OpCode::Text, b"ok\xC3\x28")), Err(WsError::InvalidUtf8));
+        // In the first bytes of a large frame, with most of its payload still to come.
+        let mut a = Assembler::new(MAX);
+        let big = frame(true, OpCode::Text, &[b"\xFE".as_slice(), &[b'a'; 70_000]].concat());
+        assert_eq!(a.advance(&big[..15]), Err(WsError::InvalidUtf8), "14 header bytes and 1 payload byte");
+        // A character split across frames whose second byte is already impossible.
+        let mut a = Assembler::new(MAX);
+        let one = frame(false, OpCode::Text, b"\xF4");
+        assert_eq!(a.advance(&one), Ok((one.len(), None)));
+        assert_eq!(a.advance(&frame(false, OpCode::Continuation, b"\x90")), Err(WsError::InvalidUtf8));
+    }
+
+    #[test]
+    fn text_in_one_byte_frames() {
+        // Every byte its own frame, so the 2-, 3- and 4-byte characters are split across frames.
+        let s = "aé€𝄞κόσμε";
+        let bytes = s.as_bytes();
+        let mut input = Vec::new();
+        for (i, b) in bytes.iter().enumerate() {
+            let opcode = if i == 0 { OpCode::Text } else { OpCode::Continuation };
+            input.extend(frame(i == bytes.len() - 1, opcode, &[*b]));
+            if i % 3 == 1 && i < bytes.len() - 1 {
+                input.extend(frame(true, OpCode::Ping, &[i as u8]));
+            }
+        }
+        let (events, err) = run(MAX, &input);
+        assert_eq!(err, None);
+        assert_eq!(events.last(), Some(&t(s)));
+        let pings: Vec<WsEvent> =
+            (1..bytes.len() - 1).step_by(3).map(|i| WsEvent::Ping(vec![i as u8])).collect();
+        assert_eq!(events[..events.len() - 1], pings[..]);
+    }
+
+    #[test]
+    fn lengths_round_trip() {
+        for len in [0usize, 1, 125, 126, 127, 65535, 65536, 70_001] {
+            let payload: Vec<u8> = (0..len).map(|i| (i % 253) as u8).collect();
+            let mut a = Assembler::new(MAX);
+            let input = frame(true, OpCode::Binary, &payload);
+            assert_eq!(a.advance(&input), Ok((input.len(), Some(WsEvent::Binary(payload)))), "{len}");
+            let s = "ü".repeat(len / 2);
+            let input = text(&s);
+            assert_eq!(a.advance(&input), Ok((input.len(), Some(t(&s)))), "text {len}");
+        }
+    }
+
+    #[test]
+    fn message_size_limit() {
+        let max = 1000;
+        let ok = cat(&[frame(false, OpCode::Binary, &[1; 600]), frame(true, OpCode::Continuation, &[2; 400])]);
+        assert_eq!(run_pieces(max, &[&ok]).1, None, "exactly max is fine");
+        // The header alone is enough to refuse: nothing of the payload is sent.
+        let mut a = Assembler::new(max);
+        let head = &frame(true, OpCode::Binary, &[0; 1001])[..8];
+        assert_eq!(a.advance(head), Err(WsError::MessageTooBig));
+        // Over the limit in the sum of fragments, refused at the second header.
+        let mut a = Assembler::new(max);
+        let first = frame(false, OpCode::Text, &[b'a'; 600]);
+        assert_eq!(a.advance(&first), Ok((first.len(), None)));
+        let second = frame(true, OpCode::Continuation, &[b'b'; 401]);
+        assert_eq!(a.advance(&second[..8]), Err(WsError::MessageTooBig));
+        // A 64-bit length far over any limit.
+        let mut a = Assembler::new(max);
+        assert_eq!(a.advance(&[0x82, 0xFF, 0x7F, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 1, 2, 3, 4]), Err(WsError::MessageTooBig));
+        // Control frames do not count towards the message.
+        let input = cat(&[frame(false, OpCode::Binary, &[1; 1000]), frame(true, OpCode::Ping, &[0; 125]), frame(true, OpCode::Continuation, b"")]);
+        assert_eq!(run(max, &input), (vec![WsEvent::Ping(vec![0; 125]), WsEvent::Binary(vec![1; 1000])], None));
+    }
+
+    /// A small deterministic generator, so the property test needs no dependency.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+    }
+
+    #[test]
+    fn any_split_matches_whole() {
+        // Streams of mostly valid frames (with occasional bad ones and stray bytes), fed whole
+        // and cut at random points: same events, same error.
+        let mut rng = Rng(0x2545_F491_4F6C_DD1D);
+        let pieces_of_text = ["", "a", "héllo", "€", "𝄞x", "\u{7FF}\u{800}"];
+        for _ in 0..400 {
+            let mut input = Vec::new();
+            let mut open = false;
+            for _ in 0..rng.below(8) + 1 {
+                let s = pieces_of_text[rng.below(pieces_of_text.len())].as_bytes();
+                let cut = rng.below(s.len() + 1);
+                // A data frame that fits: a continuation while a message is open.
+                let data = |fin, op, p| if open { frame(fin, OpCode::Continuation, p) } else { frame(fin, op, p) };
+                match rng.below(10) {
+                    0 => input.extend(frame(true, OpCode::Ping, &s[..cut])),
+                    1 => input.extend(frame(true, OpCode::Pong, s)),
+                    2 | 3 => {
+                        // Two fragments, splitting a character if `cut` falls inside one.
+                        input.extend(data(false, OpCode::Text, &s[..cut]));
+                        input.extend(frame(false, OpCode::Continuation, &s[cut..]));
+                        open = true;
+                    }
+                    4 => {
+                        input.extend(data(true, OpCode::Binary, s));
+                        open = false;
+                    }
+                    5 if rng.below(4) == 0 => input.push(rng.next() as u8),
+                    6 if rng.below(8) == 0 => input.extend(frame(true, OpCode::Close, b"\x03\xE8")),
+                    _ => {
+                        input.extend(data(true, OpCode::Text, s));
+                        open = false;
+                    }
+                }
+            }
+            let whole = run_pieces(200, &[&input]);
+            for _ in 0..4 {
+                let mut cuts: Vec<usize> = (0..rng.below(6)).map(|_| rng.below(input.len() + 1)).collect();
+                cuts.sort();
+                let mut pieces = Vec::new();
+                let mut prev = 0;
+                for c in cuts {
+                    pieces.push(&input[prev..c]);
+                    prev = c;
+                }
+                pieces.push(&input[prev..]);
+                assert_eq!(run_pieces(200, &pieces), whole, "{input:02x?} in {pieces:02x?}");
+            }
+        }
+    }
+}
