@@ -190,3 +190,15 @@ impl Conn {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sizes() {
+        eprintln!("Conn {} Transport {} Http {} Ws {} OutBuf {} RequestReader {} Assembler {}",
+            std::mem::size_of::<super::Conn>(), std::mem::size_of::<super::Transport>(),
+            std::mem::size_of::<super::Http>(), std::mem::size_of::<super::Ws>(),
+            std::mem::size_of::<super::OutBuf>(), std::mem::size_of::<super::RequestReader>(),
+            std::mem::size_of::<crate::proto::ws::Assembler>());
+    }
+}

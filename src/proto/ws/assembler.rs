@@ -389,11 +389,7 @@ mod tests {
                 cat(&[close(b"\x03\xE9"), text("ignored"), vec![0xFF, 0xFF, 0xFF]]),
                 vec![WsEvent::Close(Some((1001, String::new())))],
             ),
-            (
-                "close between fragments",
-                cat(&[frame(false, Text, b"ab"), close(b"")]),
-                vec![WsEvent::Close(None)],
-            ),
+            ("close between fragments", cat(&[frame(false, Text, b"ab"), close(b"")]), vec![WsEvent::Close(None)]),
             ("incomplete frame: no event yet", text("Hello")[..8].to_vec(), vec![]),
         ];
         for (name, input, want) in table {
@@ -414,7 +410,12 @@ mod tests {
         let table: Vec<(&str, Vec<u8>, Vec<WsEvent>, WsError)> = vec![
             ("unmasked text", unmasked(0x81, b"hi"), vec![], P("unmasked client frame")),
             ("unmasked ping", unmasked(0x89, b""), vec![], P("unmasked client frame")),
-            ("unmasked after a good frame", cat(&[text("a"), unmasked(0x82, b"")]), vec![t("a")], P("unmasked client frame")),
+            (
+                "unmasked after a good frame",
+                cat(&[text("a"), unmasked(0x82, b"")]),
+                vec![t("a")],
+                P("unmasked client frame"),
+            ),
             ("reserved opcode", vec![0x83, 0x80, 1, 2, 3, 4], vec![], P("reserved opcode")),
             ("rsv1", vec![0xC1, 0x80, 1, 2, 3, 4], vec![], P("reserved bits set")),
             ("fragmented ping", vec![0x09, 0x80, 1, 2, 3, 4], vec![], P("fragmented control frame")),
@@ -426,12 +427,7 @@ mod tests {
                 vec![],
                 P("64-bit payload length with top bit set"),
             ),
-            (
-                "continuation first",
-                frame(true, Continuation, b"x"),
-                vec![],
-                P("continuation with no message open"),
-            ),
+            ("continuation first", frame(true, Continuation, b"x"), vec![], P("continuation with no message open")),
             (
                 "continuation after a complete message",
                 cat(&[text("a"), frame(true, Continuation, b"x")]),
@@ -461,7 +457,12 @@ mod tests {
                 vec![],
                 WsError::InvalidUtf8,
             ),
-            ("binary is not checked, text is", cat(&[frame(true, Binary, b"\xFF"), frame(true, Text, b"\xFF")]), vec![WsEvent::Binary(vec![0xFF])], WsError::InvalidUtf8),
+            (
+                "binary is not checked, text is",
+                cat(&[frame(true, Binary, b"\xFF"), frame(true, Text, b"\xFF")]),
+                vec![WsEvent::Binary(vec![0xFF])],
+                WsError::InvalidUtf8,
+            ),
             ("close with one byte", close(b"\x03"), vec![], P("one-byte close payload")),
             ("close 1005", close(b"\x03\xED"), vec![], P("invalid close code")),
             ("close 1006", close(b"\x03\xEE"), vec![], P("invalid close code")),
@@ -552,8 +553,7 @@ mod tests {
         let (events, err) = run(MAX, &input);
         assert_eq!(err, None);
         assert_eq!(events.last(), Some(&t(s)));
-        let pings: Vec<WsEvent> =
-            (1..bytes.len() - 1).step_by(3).map(|i| WsEvent::Ping(vec![i as u8])).collect();
+        let pings: Vec<WsEvent> = (1..bytes.len() - 1).step_by(3).map(|i| WsEvent::Ping(vec![i as u8])).collect();
         assert_eq!(events[..events.len() - 1], pings[..]);
     }
 
@@ -587,9 +587,16 @@ mod tests {
         assert_eq!(a.advance(&second[..8]), Err(WsError::MessageTooBig));
         // A 64-bit length far over any limit.
         let mut a = Assembler::new(max);
-        assert_eq!(a.advance(&[0x82, 0xFF, 0x7F, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 1, 2, 3, 4]), Err(WsError::MessageTooBig));
+        assert_eq!(
+            a.advance(&[0x82, 0xFF, 0x7F, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 1, 2, 3, 4]),
+            Err(WsError::MessageTooBig)
+        );
         // Control frames do not count towards the message.
-        let input = cat(&[frame(false, OpCode::Binary, &[1; 1000]), frame(true, OpCode::Ping, &[0; 125]), frame(true, OpCode::Continuation, b"")]);
+        let input = cat(&[
+            frame(false, OpCode::Binary, &[1; 1000]),
+            frame(true, OpCode::Ping, &[0; 125]),
+            frame(true, OpCode::Continuation, b""),
+        ]);
         assert_eq!(run(max, &input), (vec![WsEvent::Ping(vec![0; 125]), WsEvent::Binary(vec![1; 1000])], None));
     }
 

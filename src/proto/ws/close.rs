@@ -90,9 +90,7 @@ mod tests {
     #[test]
     fn received_codes() {
         let valid = [1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 3000, 3999, 4000, 4999];
-        let invalid = [
-            0, 1, 999, 1004, 1005, 1006, 1012, 1013, 1014, 1015, 1016, 1100, 2000, 2999, 5000, 65535,
-        ];
+        let invalid = [0, 1, 999, 1004, 1005, 1006, 1012, 1013, 1014, 1015, 1016, 1100, 2000, 2999, 5000, 65535];
         for code in valid {
             assert!(is_valid_received_code(code), "{code}");
         }
@@ -108,8 +106,9 @@ mod tests {
 
     #[test]
     fn parse() {
+        type Parsed = Result<Option<(u16, &'static str)>, WsError>;
         let p = WsError::Protocol;
-        let table: &[(&str, &[u8], Result<Option<(u16, &str)>, WsError>)] = &[
+        let table: &[(&str, &[u8], Parsed)] = &[
             ("empty", b"", Ok(None)),
             ("one byte", b"\x03", Err(p("one-byte close payload"))),
             ("1000, no reason", b"\x03\xE8", Ok(Some((1000, "")))),
@@ -139,12 +138,8 @@ mod tests {
         // (reason, the reason that fits)
         let long_ascii = "a".repeat(200);
         let long_utf8 = "é".repeat(100); // 200 bytes; 123 is mid-character, so 122 fit.
-        let table: &[(&str, &str)] = &[
-            ("", ""),
-            ("bye", "bye"),
-            (&long_ascii, &long_ascii[..MAX_REASON]),
-            (&long_utf8, &long_utf8[..122]),
-        ];
+        let table: &[(&str, &str)] =
+            &[("", ""), ("bye", "bye"), (&long_ascii, &long_ascii[..MAX_REASON]), (&long_utf8, &long_utf8[..122])];
         for (reason, fits) in table {
             let mut out = Vec::new();
             encode_close_frame(&mut out, GOING_AWAY, reason);

@@ -253,7 +253,11 @@ mod tests {
             ("16-bit length 0", &[0x82, 0xFE, 0, 0, 1, 2, 3, 4], P("non-minimal 16-bit payload length")),
             ("16-bit length 125", &[0x82, 0xFE, 0, 125, 1, 2, 3, 4], P("non-minimal 16-bit payload length")),
             ("16-bit length 125, unmasked", &[0x82, 0x7E, 0, 125], P("non-minimal 16-bit payload length")),
-            ("64-bit length 0", &[0x82, 0xFF, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4], P("non-minimal 64-bit payload length")),
+            (
+                "64-bit length 0",
+                &[0x82, 0xFF, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4],
+                P("non-minimal 64-bit payload length"),
+            ),
             (
                 "64-bit length 65535",
                 &[0x82, 0xFF, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 1, 2, 3, 4],
