@@ -4,6 +4,9 @@
 use super::{Ctx, Reply};
 use crate::proto::http1::{Method, Request};
 
+/// The most segments a route pattern may have; longer paths match no route.
+const MAX_DEPTH: usize = 8;
+
 pub type Handler = fn(&mut Ctx<'_>, &Request, &Params) -> Reply;
 
 /// The values of a route's `{param}` segments.
@@ -43,6 +46,7 @@ pub struct Router {
 impl Router {
     pub fn add(&mut self, method: Method, pattern: &'static str, handler: Handler) -> &mut Self {
         assert!(pattern.starts_with('/'), "route patterns start with /: {pattern}");
+        assert!(segments(pattern).count() <= MAX_DEPTH, "route too deep: {pattern}");
         let pattern = segments(pattern)
             .map(|s| match s.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
                 Some(name) => Segment::Param(name),
@@ -63,9 +67,20 @@ impl Router {
 
     /// Finds the route for `method` and `path`. HEAD is served by GET routes.
     pub fn lookup(&self, method: Method, path: &str) -> Match {
+        // Split once, then compare segment lists: no route is deeper than MAX_DEPTH.
+        let mut segs = [""; MAX_DEPTH];
+        let mut depth = 0;
+        for s in segments(path) {
+            if depth == MAX_DEPTH {
+                return Match::NotFound;
+            }
+            segs[depth] = s;
+            depth += 1;
+        }
+        let segs = &segs[..depth];
         let mut allowed: Vec<Method> = Vec::new();
         for route in &self.routes {
-            let Some(params) = match_pattern(&route.pattern, path) else { continue };
+            let Some(params) = match_pattern(&route.pattern, segs) else { continue };
             if route.method == method || (method == Method::Head && route.method == Method::Get) {
                 return Match::Found(route.handler, params);
             }
@@ -89,24 +104,26 @@ fn segments(path: &str) -> impl Iterator<Item = &str> {
     path.split('/').skip(1).filter(|s| !s.is_empty())
 }
 
-fn match_pattern(pattern: &[Segment], path: &str) -> Option<Params> {
+fn match_pattern(pattern: &[Segment], segs: &[&str]) -> Option<Params> {
+    if pattern.len() != segs.len() {
+        return None;
+    }
+    // Literals first, so a mismatch costs no decoding.
+    let literals_match = pattern.iter().zip(segs).all(|(p, s)| match p {
+        Segment::Lit(lit) => lit == s,
+        Segment::Param(_) => true,
+    });
+    if !literals_match {
+        return None;
+    }
     let mut params = Params::default();
-    let mut segs = segments(path);
-    for p in pattern {
-        let s = segs.next()?;
-        match p {
-            Segment::Lit(lit) => {
-                if *lit != s {
-                    return None;
-                }
-            }
-            Segment::Param(name) => {
-                let v = percent_encoding::percent_decode_str(s).decode_utf8().ok()?;
-                params.0.push((name, v.into_owned()));
-            }
+    for (p, s) in pattern.iter().zip(segs) {
+        if let Segment::Param(name) = p {
+            let v = percent_encoding::percent_decode_str(s).decode_utf8().ok()?;
+            params.0.push((name, v.into_owned()));
         }
     }
-    segs.next().is_none().then_some(params)
+    Some(params)
 }
 
 #[cfg(test)]

@@ -68,6 +68,9 @@ pub struct RequestHead {
     pub method: Method,
     method_range: Range<usize>,
     target: Range<usize>,
+    /// Within the target: the path (origin-form) and the query.
+    path: Range<usize>,
+    query: Option<Range<usize>>,
     /// 0 for HTTP/1.0, 1 for HTTP/1.1.
     pub minor_version: u8,
     headers: Vec<(Range<usize>, Range<usize>)>,
@@ -92,39 +95,33 @@ impl RequestHead {
         std::str::from_utf8(&self.raw[self.target.clone()]).unwrap_or("")
     }
 
-    /// The target in origin-form: RFC 9112 §3.2.2 says "A server MUST accept the
-    /// absolute-form in requests", so `http://host/p?q` becomes `/p?q`.
-    fn origin_form(&self) -> &str {
-        let t = self.target();
-        if t.starts_with('/') {
-            return t;
-        }
-        match t.split_once("://") {
-            Some((_, rest)) => rest.find(['/', '?']).map_or("/", |i| &rest[i..]),
-            None => t,
-        }
-    }
-
-    /// The path part of the target, without the query.
+    /// The path part of the target, without the query, in origin-form (RFC 9112 §3.2.2:
+    /// "A server MUST accept the absolute-form in requests", so `http://host/p?q` gives `/p`).
     pub fn path(&self) -> &str {
-        let t = self.origin_form();
-        match t.split_once('?') {
-            Some(("", _)) => "/",
-            Some((p, _)) => p,
-            None => t,
+        if self.path.is_empty() {
+            return "/";
         }
+        &self.target()[self.path.clone()]
     }
 
     /// The query string (after `?`), if any.
     pub fn query(&self) -> Option<&str> {
-        self.origin_form().split_once('?').map(|(_, q)| q)
+        let t = self.target();
+        self.query.clone().map(|q| &t[q])
     }
 
     /// The first header with this name (ASCII case-insensitive).
     pub fn header(&self, name: &str) -> Option<&[u8]> {
-        self.headers()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v)
+        self.values(name).next()
+    }
+
+    /// The values of every header with this name, in order. Compares bytes: a lookup must
+    /// not cost a UTF-8 check of every header name.
+    pub fn values<'a, 'n>(&'a self, name: &'n str) -> impl Iterator<Item = &'a [u8]> + use<'a, 'n> {
+        self.headers
+            .iter()
+            .filter(move |(n, _)| self.raw[n.clone()].eq_ignore_ascii_case(name.as_bytes()))
+            .map(move |(_, v)| &self.raw[v.clone()])
     }
 
     /// The first header with this name, if it is valid UTF-8.
@@ -144,9 +141,7 @@ impl RequestHead {
     /// Whether the comma-separated token list in every `name` header contains `token`
     /// (ASCII case-insensitive), e.g. `Connection: keep-alive, Upgrade`.
     pub fn header_has_token(&self, name: &str, token: &str) -> bool {
-        self.headers()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            .any(|(_, v)| list_has_token(v, token))
+        self.values(name).any(|v| list_has_token(v, token))
     }
 }
 
@@ -225,11 +220,14 @@ pub fn parse_head(
         .collect();
     let method_range = range(method_s.as_bytes());
     let target = range(path.as_bytes());
+    let (path_r, query_r) = split_target(path);
     let mut head = RequestHead {
         raw: buf[..used].into(),
         method: Method::from_bytes(method_s),
         method_range,
         target,
+        path: path_r,
+        query: query_r,
         minor_version,
         headers,
         framing: Framing::None,
@@ -245,7 +243,7 @@ pub fn parse_head(
     // RFC 9112 §3.2: "A server MUST respond with a 400 (Bad Request) status code to any
     // HTTP/1.1 request message that lacks a Host header field and to any request message
     // that contains more than one Host header field".
-    let hosts = head.headers().filter(|(n, _)| n.eq_ignore_ascii_case("host")).count();
+    let hosts = head.values("host").count();
     if hosts > 1 {
         return Err(HttpError::BadRequest("more than one Host header"));
     }
@@ -255,10 +253,29 @@ pub fn parse_head(
     Ok(Some((head, used)))
 }
 
+/// Where the path and the query lie within a target, which may be in absolute-form.
+fn split_target(t: &str) -> (Range<usize>, Option<Range<usize>>) {
+    let path_start = if t.starts_with('/') {
+        0
+    } else {
+        match t.find("://") {
+            // absolute-form: skip the scheme and authority; an empty path is "/".
+            Some(i) => t[i + 3..].find(['/', '?']).map_or(t.len(), |j| i + 3 + j),
+            None => 0,
+        }
+    };
+    let (path_end, query) = match t[path_start..].find('?') {
+        Some(q) => (path_start + q, Some(path_start + q + 1..t.len())),
+        None => (t.len(), None),
+    };
+    let path = if path_end == path_start { 0..0 } else { path_start..path_end };
+    (path, query)
+}
+
 /// RFC 9112 §6.3: how the body is delimited.
 fn body_framing(head: &RequestHead) -> Result<Framing, HttpError> {
-    let mut te = head.headers().filter(|(n, _)| n.eq_ignore_ascii_case("transfer-encoding"));
-    let mut cl = head.headers().filter(|(n, _)| n.eq_ignore_ascii_case("content-length"));
+    let mut te = head.values("transfer-encoding");
+    let mut cl = head.values("content-length");
     let te_first = te.next();
     let cl_first = cl.next();
     match (te_first, cl_first) {
@@ -267,7 +284,7 @@ fn body_framing(head: &RequestHead) -> Result<Framing, HttpError> {
             // closes the request-smuggling door that a proxy in front might leave open.
             Err(HttpError::BadRequest("both Content-Length and Transfer-Encoding"))
         }
-        (Some((_, v)), None) => {
+        (Some(v), None) => {
             if te.next().is_some() || !v.trim_ascii().eq_ignore_ascii_case(b"chunked") {
                 // We only decode `chunked`, and it must be the only (final) coding.
                 return Err(HttpError::NotImplemented("unsupported Transfer-Encoding"));
@@ -278,10 +295,10 @@ fn body_framing(head: &RequestHead) -> Result<Framing, HttpError> {
             }
             Ok(Framing::Chunked)
         }
-        (None, Some((_, v))) => {
+        (None, Some(v)) => {
             let n = parse_content_length(v)?;
             // Repeated Content-Length headers must all agree (§6.3, item 5).
-            for (_, other) in cl {
+            for other in cl {
                 if parse_content_length(other)? != n {
                     return Err(HttpError::BadRequest("conflicting Content-Length headers"));
                 }

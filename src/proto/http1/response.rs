@@ -1,5 +1,6 @@
 //! Responses: what a route returns, and the writer of the status line and headers.
 
+use std::borrow::Cow;
 use std::rc::Rc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -39,7 +40,7 @@ impl Body {
 #[derive(Clone, Debug)]
 pub struct Response {
     pub status: u16,
-    pub headers: Vec<(&'static str, String)>,
+    pub headers: Vec<(&'static str, Cow<'static, str>)>,
     pub body: Body,
 }
 
@@ -48,7 +49,7 @@ impl Response {
         let headers = if content_type.is_empty() {
             Vec::new()
         } else {
-            vec![("Content-Type", content_type.to_string())]
+            vec![("Content-Type", Cow::Borrowed(content_type))]
         };
         Response { status, headers, body }
     }
@@ -72,7 +73,7 @@ impl Response {
         Response { status, headers: Vec::new(), body: Body::Empty }
     }
 
-    pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+    pub fn header(mut self, name: &'static str, value: impl Into<Cow<'static, str>>) -> Self {
         self.headers.push((name, value.into()));
         self
     }
@@ -163,7 +164,7 @@ pub enum Persist {
 pub fn write_head(
     out: &mut Vec<u8>,
     status: u16,
-    headers: &[(&'static str, String)],
+    headers: &[(&'static str, Cow<'static, str>)],
     content_length: Option<u64>,
     persist: Persist,
     date: &DateCache,
@@ -182,7 +183,11 @@ pub fn write_head(
         out.extend_from_slice(b": ");
         // A header value never carries CR or LF: routes build values from request data
         // (paths, origins), and response splitting must be impossible.
-        out.extend(value.bytes().filter(|&b| b != b'\r' && b != b'\n'));
+        if value.bytes().any(|b| b == b'\r' || b == b'\n') {
+            out.extend(value.bytes().filter(|&b| b != b'\r' && b != b'\n'));
+        } else {
+            out.extend_from_slice(value.as_bytes());
+        }
         out.extend_from_slice(b"\r\n");
     }
     if let Some(n) = content_length {
@@ -221,7 +226,7 @@ mod tests {
     fn head_bytes() {
         let date = DateCache::new(UNIX_EPOCH);
         let mut out = Vec::new();
-        let hdrs = [("Content-Type", "text/plain".to_string()), ("X-Evil", "a\r\nSet-Cookie: x".to_string())];
+        let hdrs = [("Content-Type", Cow::Borrowed("text/plain")), ("X-Evil", Cow::Borrowed("a\r\nSet-Cookie: x"))];
         write_head(&mut out, 200, &hdrs, Some(2), Persist::Close, &date);
         let s = String::from_utf8(out).unwrap();
         assert_eq!(
