@@ -58,6 +58,24 @@ pub struct Config {
     /// If not empty, a WebSocket handshake whose `Origin` is not listed gets 403
     /// (cross-site WebSocket hijacking). Requests without `Origin` (non-browsers) pass.
     pub allowed_origins: Vec<String>,
+    /// Messages each channel keeps for replay (`Last-Event-ID`, `?since=`).
+    pub history_len: usize,
+    /// ...and for at most this long. A client away longer is told it missed some (`reset`).
+    pub history_ttl: Duration,
+    /// The `retry:` an SSE stream starts with: how long a browser waits before reconnecting.
+    pub sse_retry: Duration,
+    /// A `:` comment on every SSE stream this often, so proxies and browsers keep it open.
+    pub sse_heartbeat: Duration,
+    /// A long-poll with nothing to deliver is answered 204 after this. 30 s stays under the
+    /// 60 s idle timeouts of common proxies.
+    pub poll_timeout: Duration,
+    /// Text frames a WebSocket subscriber sends to `/channels/{name}` are published to it.
+    pub ws_publish: bool,
+    /// If set, publishing needs `Authorization: Bearer TOKEN` (HTTP) or the token in the
+    /// WebSocket handshake (`Authorization` header or `?token=`).
+    pub publish_token: Option<String>,
+    /// If set, CORS headers with this origin (or `*`) on SSE, long-poll and publish responses.
+    pub cors_origin: Option<String>,
     /// Maximum simultaneous connections; further accepts are closed at once. Bounded well
     /// below the fd limit so a flood cannot starve the listener of descriptors for files.
     pub max_connections: usize,
@@ -84,6 +102,14 @@ impl Default for Config {
             ws_ping_interval: Duration::from_secs(25),
             ws_ping_timeout: Duration::from_secs(20),
             allowed_origins: Vec::new(),
+            history_len: 100,
+            history_ttl: Duration::from_secs(300),
+            sse_retry: Duration::from_millis(3000),
+            sse_heartbeat: Duration::from_secs(15),
+            poll_timeout: Duration::from_secs(30),
+            ws_publish: true,
+            publish_token: None,
+            cors_origin: None,
         }
     }
 }

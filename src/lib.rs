@@ -4,6 +4,8 @@
 //!
 //! - [`proto`]: pure codecs (HTTP/1.1 heads, chunked bodies, response heads). Bytes in,
 //!   values out; no sockets, no clock. Each decoder has a fuzz target in `fuzz/`.
+//! - [`hub`]: channels and users, subscribers, history for replay. Pure bookkeeping: publish
+//!   returns the message, the loop asks who gets it in which encoding.
 //! - [`net`]: the event loop ([`net::Server`]): a mio `Poll`, connections in a `Slab`,
 //!   per-connection buffers with back-pressure, a timer heap. The only code that does I/O.
 //! - [`app`]: the routes (registered in one place, `app/routes.rs`), the embedded pages,
@@ -16,6 +18,7 @@ pub mod app;
 pub mod config;
 pub mod error;
 pub mod fuzzing;
+pub mod hub;
 pub mod net;
 pub mod proto;
 

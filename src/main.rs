@@ -29,6 +29,15 @@ Options:
   --ws-ping-timeout SECS     drop it if still silent this long after the ping [default: 20]
   --allowed-origin ORIGIN    only browsers from ORIGIN may open WebSockets (repeatable;
                              default: any origin)
+  --history N                messages each channel keeps for replay [default: 100]
+  --history-ttl SECS         ...for at most this long [default: 300]
+  --sse-retry MILLIS         the retry: an SSE stream starts with [default: 3000]
+  --sse-heartbeat SECS       a comment line on idle SSE streams this often [default: 15]
+  --poll-timeout SECS        long-polls with nothing to deliver get 204 after [default: 30]
+  --ws-publish BOOL          WebSocket subscribers may publish to their channel [default: true]
+  --publish-token TOKEN      publishing needs 'Authorization: Bearer TOKEN'
+                             (or env PUSHWIRE_PUBLISH_TOKEN)
+  --cors-origin ORIGIN       CORS headers for ORIGIN (or *) on SSE, long-poll, publish
   --drain-timeout SECS       graceful shutdown drain time [default: 5]
   --stats-interval SECS      log the counters this often, 0 = never [default: 60]
   -h, --help                 print this help
@@ -46,6 +55,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let publish_protected = config.publish_token.is_some();
     let mut server = match Server::bind(config) {
         Ok(s) => s,
         Err(e) => {
@@ -57,7 +67,11 @@ fn main() -> ExitCode {
         log::error!("cannot install signal handlers: {e}");
         return ExitCode::FAILURE;
     }
-    log::info!("pushwire {} listening on http://{}/", env!("CARGO_PKG_VERSION"), server.local_addr());
+    let addr = server.local_addr();
+    if !addr.ip().is_loopback() && !publish_protected {
+        log::warn!("listening on {addr} without --publish-token: anyone who can reach it can publish");
+    }
+    log::info!("pushwire {} listening on http://{}/", env!("CARGO_PKG_VERSION"), addr);
     match server.run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -95,6 +109,14 @@ fn parse_args() -> Result<Option<Config>, lexopt::Error> {
             Long("ws-ping-interval") => c.ws_ping_interval = secs(parser.value()?.parse()?),
             Long("ws-ping-timeout") => c.ws_ping_timeout = secs(parser.value()?.parse()?),
             Long("allowed-origin") => c.allowed_origins.push(parser.value()?.string()?),
+            Long("history") => c.history_len = parser.value()?.parse()?,
+            Long("history-ttl") => c.history_ttl = secs(parser.value()?.parse()?),
+            Long("sse-retry") => c.sse_retry = Duration::from_millis(parser.value()?.parse()?),
+            Long("sse-heartbeat") => c.sse_heartbeat = secs(parser.value()?.parse()?),
+            Long("poll-timeout") => c.poll_timeout = secs(parser.value()?.parse()?),
+            Long("ws-publish") => c.ws_publish = parser.value()?.parse()?,
+            Long("publish-token") => c.publish_token = Some(parser.value()?.string()?),
+            Long("cors-origin") => c.cors_origin = Some(parser.value()?.string()?),
             Long("drain-timeout") => c.drain_timeout = secs(parser.value()?.parse()?),
             Long("stats-interval") => c.stats_interval = secs(parser.value()?.parse()?),
             Short('h') | Long("help") => {
@@ -107,6 +129,12 @@ fn parse_args() -> Result<Option<Config>, lexopt::Error> {
             }
             _ => return Err(arg.unexpected()),
         }
+    }
+    if c.publish_token.is_none() {
+        c.publish_token = std::env::var("PUSHWIRE_PUBLISH_TOKEN").ok().filter(|t| !t.is_empty());
+    }
+    if c.sse_heartbeat.is_zero() || c.ws_ping_interval.is_zero() || c.poll_timeout.is_zero() {
+        return Err("--sse-heartbeat, --ws-ping-interval and --poll-timeout must be above zero".into());
     }
     c.listen = match listen {
         Some(a) => a,

@@ -5,18 +5,22 @@
 //! reply (write a response, stream a file, and in later layers switch the connection to a
 //! WebSocket or an event stream).
 
+mod pubsub;
 mod router;
 mod routes;
 pub mod static_files;
 pub mod stats;
 
+use std::borrow::Cow;
 use std::fs::File;
+use std::rc::Rc;
 use std::time::Instant;
 
 pub use router::{Handler, Match, Params, Router};
 pub use stats::{ConnKind, Stats};
 
 use crate::config::Config;
+use crate::hub::{Hub, Message, TopicKey};
 use crate::proto::http1::{Method, Request, Response};
 use static_files::StaticDir;
 
@@ -30,13 +34,42 @@ pub enum Reply {
     File { head: Response, file: Option<File>, len: u64 },
     /// Complete a WebSocket handshake with `response` (101) and carry on as `session`.
     WebSocket { response: Response, session: WsSession },
+    /// Turn the connection into a subscriber of `topics`.
+    Subscribe(Subscription),
 }
 
 /// What a WebSocket connection does with the messages it receives.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum WsSession {
     /// Send every text and binary message back unchanged (`/echo`).
     Echo,
+    /// Subscribed to one channel or user; `publish`: frames it sends are published there.
+    /// `since`: replay history after this id first.
+    Topic { key: TopicKey, publish: bool, since: Option<u64> },
+    /// `/ws`: JSON control messages (subscribe, unsubscribe, publish).
+    Control { publish: bool },
+}
+
+/// The event-stream transports of a subscription made by a plain HTTP request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StreamKind {
+    Sse,
+    LongPoll,
+}
+
+/// A subscription made by an HTTP request (SSE or long-poll).
+#[derive(Debug)]
+pub struct Subscription {
+    pub kind: StreamKind,
+    pub topics: Vec<TopicKey>,
+    /// Replay history after this id first (`Last-Event-ID`, `?lastEventId=`, `?since=`).
+    pub since: Option<u64>,
+    /// Extra response headers (CORS).
+    pub headers: Vec<(&'static str, Cow<'static, str>)>,
+    /// SSE: an event sent first, before any replay (the classic chat's `data: Connected`).
+    pub greeting: Option<Vec<u8>>,
+    /// SSE: the `retry:` to start with.
+    pub retry_ms: u64,
 }
 
 impl From<Response> for Reply {
@@ -50,36 +83,70 @@ pub struct Ctx<'a> {
     pub config: &'a Config,
     pub stats: &'a Stats,
     pub static_dir: Option<&'a StaticDir>,
+    pub hub: &'a mut Hub,
+    /// Messages published while handling this request; the loop delivers them.
+    pub outbox: &'a mut Vec<Rc<Message>>,
     pub now: Instant,
+    /// Microseconds since the Unix epoch (message ids).
+    pub wall_us: u64,
+}
+
+impl Ctx<'_> {
+    /// Records a message and queues it for delivery to the topic's subscribers.
+    pub fn publish(&mut self, key: &TopicKey, event: Option<&str>, data: &[u8]) -> Rc<Message> {
+        let msg = self.hub.publish(key, event, data.into(), self.now, self.wall_us);
+        self.outbox.push(msg.clone());
+        msg
+    }
 }
 
 pub struct App {
     pub config: Config,
     pub stats: Stats,
+    pub hub: Hub,
+    /// Published, not yet delivered (the loop drains it after each handler).
+    pub outbox: Vec<Rc<Message>>,
     router: Router,
     static_dir: Option<StaticDir>,
 }
 
 impl App {
-    pub fn new(config: Config, now: Instant) -> std::io::Result<App> {
+    pub fn new(config: Config, now: Instant, wall_us: u64) -> std::io::Result<App> {
         let static_dir = match &config.static_dir {
             Some(dir) => Some(StaticDir::new(dir)?),
             None => None,
         };
-        Ok(App { router: routes::routes(), stats: Stats::new(now), static_dir, config })
+        let hub = Hub::new(config.history_len, config.history_ttl, wall_us);
+        Ok(App { router: routes::routes(), stats: Stats::new(now), hub, outbox: Vec::new(), static_dir, config })
+    }
+
+    /// Records a message and queues it for delivery (publishing from outside a route
+    /// handler: WebSocket frames, timers).
+    pub fn publish(&mut self, key: &TopicKey, event: Option<&str>, data: &[u8], now: Instant, wall_us: u64) -> Rc<Message> {
+        let msg = self.hub.publish(key, event, data.into(), now, wall_us);
+        self.outbox.push(msg.clone());
+        msg
     }
 
     /// Routes one request. Unknown paths fall through to the static folder, then 404.
-    pub fn handle(&mut self, req: &Request, now: Instant) -> Reply {
+    pub fn handle(&mut self, req: &Request, now: Instant, wall_us: u64) -> Reply {
         self.stats.requests += 1;
         let head = &req.head;
         let path = head.path();
         let found = self.router.lookup(head.method, path);
-        let mut ctx = Ctx { config: &self.config, stats: &self.stats, static_dir: self.static_dir.as_ref(), now };
+        let mut ctx = Ctx {
+            config: &self.config,
+            stats: &self.stats,
+            static_dir: self.static_dir.as_ref(),
+            hub: &mut self.hub,
+            outbox: &mut self.outbox,
+            now,
+            wall_us,
+        };
         match found {
             Match::Found(handler, params) => handler(&mut ctx, req, &params),
             Match::MethodNotAllowed(allow) if head.method == Method::Options => {
-                Response::empty(204).header("Allow", allow).into()
+                pubsub::preflight(&ctx, Response::empty(204).header("Allow", allow.clone()), &allow).into()
             }
             Match::MethodNotAllowed(allow) => {
                 Response::static_text(405, "method not allowed\n").header("Allow", allow).into()

@@ -1,8 +1,8 @@
 //! The one place where routes are registered. PROTOCOL.md documents each of them.
 
+use super::pubsub;
 use super::{Ctx, Params, Reply, Router, WsSession};
 use crate::proto::http1::{Body, Request, Response};
-use crate::proto::ws::handshake;
 
 const INDEX_HTML: &str = include_str!("pages/index.html");
 
@@ -12,6 +12,12 @@ pub fn routes() -> Router {
     r.get("/healthz", healthz);
     r.get("/stats", stats);
     r.get("/echo", echo);
+    r.get("/channels/{name}", pubsub::channel_subscribe);
+    r.post("/channels/{name}", pubsub::channel_publish);
+    r.get("/users/{name}", pubsub::user_subscribe);
+    r.post("/users/{name}", pubsub::user_publish);
+    r.get("/subscribe", pubsub::multi_subscribe);
+    r.get("/ws", pubsub::control_socket);
     r
 }
 
@@ -30,18 +36,10 @@ fn healthz(_: &mut Ctx<'_>, _: &Request, _: &Params) -> Reply {
 
 /// `GET /stats`: the counters as JSON.
 fn stats(ctx: &mut Ctx<'_>, _: &Request, _: &Params) -> Reply {
-    Response::json(200, &ctx.stats.to_json(ctx.now)).header("Cache-Control", "no-store").into()
+    Response::json(200, &ctx.stats.to_json(ctx.now, ctx.hub)).header("Cache-Control", "no-store").into()
 }
 
 /// `GET /echo`: a WebSocket that sends every text and binary message back unchanged.
 fn echo(ctx: &mut Ctx<'_>, req: &Request, _: &Params) -> Reply {
-    websocket(ctx, req, &[], WsSession::Echo)
-}
-
-/// Completes a WebSocket handshake for a route, or answers why not.
-fn websocket(ctx: &mut Ctx<'_>, req: &Request, protocols: &[&'static str], session: WsSession) -> Reply {
-    match handshake::accept(&req.head, protocols, &ctx.config.allowed_origins) {
-        Ok(accepted) => Reply::WebSocket { response: accepted.response(), session },
-        Err(e) => e.response().into(),
-    }
+    pubsub::websocket(ctx, req, WsSession::Echo)
 }

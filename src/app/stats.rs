@@ -2,6 +2,8 @@
 
 use std::time::Instant;
 
+use crate::hub::Hub;
+
 /// What a connection currently is; counted per kind in `/stats`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ConnKind {
@@ -55,7 +57,7 @@ impl Stats {
         self.open.iter().sum()
     }
 
-    pub fn to_json(&self, now: Instant) -> serde_json::Value {
+    pub fn to_json(&self, now: Instant, hub: &Hub) -> serde_json::Value {
         let mut conns = serde_json::Map::new();
         for k in ConnKind::ALL {
             conns.insert(k.name().into(), self.open(k).into());
@@ -68,13 +70,24 @@ impl Stats {
             "bytes_in": self.bytes_in,
             "bytes_out": self.bytes_out,
             "uptime_secs": now.duration_since(self.started).as_secs(),
+            "channels": hub.channel_count(),
+            "users_online": hub.users_online(),
+            "subscribers": {
+                "websocket": hub.stats.subscribers[0],
+                "sse": hub.stats.subscribers[1],
+                "longpoll": hub.stats.subscribers[2],
+            },
+            "messages_published": hub.stats.published,
+            "messages_delivered": hub.stats.delivered,
+            "slow_consumer_disconnects": hub.stats.slow_consumer_disconnects,
         })
     }
 
     /// One log line with the same counters.
-    pub fn summary(&self, now: Instant) -> String {
+    pub fn summary(&self, now: Instant, hub: &Hub) -> String {
         format!(
-            "connections={} (http={} websocket={} sse={} longpoll={}) accepted={} requests={} bytes_in={} bytes_out={} uptime={}s",
+            "connections={} (http={} websocket={} sse={} longpoll={}) accepted={} requests={} bytes_in={} bytes_out={} uptime={}s \
+             channels={} published={} delivered={} slow_consumers={}",
             self.open_total(),
             self.open(ConnKind::Http),
             self.open(ConnKind::WebSocket),
@@ -84,7 +97,11 @@ impl Stats {
             self.requests,
             self.bytes_in,
             self.bytes_out,
-            now.duration_since(self.started).as_secs()
+            now.duration_since(self.started).as_secs(),
+            hub.channel_count(),
+            hub.stats.published,
+            hub.stats.delivered,
+            hub.stats.slow_consumer_disconnects,
         )
     }
 }

@@ -17,13 +17,18 @@ use std::time::{Duration, Instant};
 use mio::net::TcpStream;
 
 use super::outbuf::OutBuf;
+use super::stream::{LongPoll, Sse};
 use super::ws::Ws;
+use crate::hub::TopicKey;
 use crate::app::ConnKind;
 use crate::config::Config;
-use crate::proto::http1::{response, DateCache, Persist, RequestReader, Response};
+use crate::proto::http1::{response, DateCache, HeadLimits, Persist, ReaderLimits, RequestReader, Response};
 
 /// How long a closing connection waits for the peer's FIN before it is dropped anyway.
 pub const LINGER: Duration = Duration::from_secs(2);
+/// How long a closing connection's last output may take to drain (a cut-off slow consumer
+/// that still does not read is dropped after this).
+pub const CLOSE_FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug)]
 pub enum Life {
@@ -51,11 +56,21 @@ pub struct Http {
     pub file: Option<FileSend>,
 }
 
-/// What a connection is speaking. Later layers add SSE and long-poll states.
+/// What a connection is speaking.
 #[derive(Debug)]
 pub enum Transport {
     Http(Http),
     WebSocket(Ws),
+    Sse(Sse),
+    LongPoll(LongPoll),
+}
+
+/// The request reader's limits, from the configuration.
+pub fn reader_limits(cfg: &Config) -> ReaderLimits {
+    ReaderLimits {
+        head: HeadLimits { max_head_bytes: cfg.max_head_bytes, max_headers: cfg.max_headers },
+        max_body_bytes: cfg.max_body_bytes,
+    }
 }
 
 /// What happens when a connection's deadline passes.
@@ -67,11 +82,17 @@ pub enum Expiry {
     Close,
     /// Send a WebSocket heartbeat ping.
     Ping,
+    /// Send an SSE heartbeat comment.
+    Heartbeat,
+    /// Answer a held long-poll with 204.
+    PollTimeout,
 }
 
 #[derive(Debug)]
 pub struct Conn {
     pub sock: TcpStream,
+    /// The slab key (mio token) of this connection.
+    pub token: usize,
     /// Unique for the process's life; timers carry it so a reused slab slot is never confused.
     pub id: u64,
     /// Input not yet used by the transport (a partial head or frame). Empty, without
@@ -97,12 +118,15 @@ pub struct Conn {
     pub last_progress: Instant,
     /// The earliest timer-heap entry this connection has outstanding.
     pub timer_at: Option<Instant>,
+    /// Hub subscriptions (topic and slot), removed when the connection closes.
+    pub subs: Vec<(TopicKey, usize)>,
 }
 
 impl Conn {
-    pub fn new(sock: TcpStream, id: u64, reader: RequestReader, now: Instant) -> Conn {
+    pub fn new(sock: TcpStream, token: usize, id: u64, reader: RequestReader, now: Instant) -> Conn {
         Conn {
             sock,
+            token,
             id,
             inbuf: Vec::new(),
             out: OutBuf::default(),
@@ -116,13 +140,21 @@ impl Conn {
             dead: false,
             last_progress: now,
             timer_at: None,
+            subs: Vec::new(),
         }
+    }
+
+    /// After a long-poll is answered the connection reads requests again.
+    pub fn back_to_http(&mut self, cfg: &Config) {
+        self.transport = Transport::Http(Http { reader: RequestReader::new(reader_limits(cfg)), head_started: None, file: None });
     }
 
     pub fn kind(&self) -> ConnKind {
         match self.transport {
             Transport::Http(_) => ConnKind::Http,
             Transport::WebSocket(_) => ConnKind::WebSocket,
+            Transport::Sse(_) => ConnKind::Sse,
+            Transport::LongPoll(_) => ConnKind::LongPoll,
         }
     }
 
@@ -147,7 +179,7 @@ impl Conn {
                     && self.inbuf.is_empty()
                     && self.out.is_empty()
             }
-            Transport::WebSocket(_) => false,
+            Transport::WebSocket(_) | Transport::Sse(_) | Transport::LongPoll(_) => false,
         }
     }
 
@@ -156,7 +188,11 @@ impl Conn {
         if let Life::Lingering { until } = self.life {
             return (until, Expiry::Close);
         }
-        if !self.out.is_empty() || self.sending_file() || !matches!(self.life, Life::Open) {
+        if !matches!(self.life, Life::Open) {
+            // Closing: what is left must drain soon (a slow consumer that was cut off).
+            return (self.last_progress + CLOSE_FLUSH_TIMEOUT, Expiry::Close);
+        }
+        if (!self.out.is_empty() || self.sending_file()) && !matches!(self.transport, Transport::Sse(_) | Transport::WebSocket(_)) {
             // A peer that stops reading our output for this long is gone.
             return (self.last_progress + cfg.keepalive_timeout, Expiry::Close);
         }
@@ -174,6 +210,8 @@ impl Conn {
                 Some(t) => (t + cfg.ws_ping_timeout, Expiry::Close),
                 None => (ws.last_rx + cfg.ws_ping_interval, Expiry::Ping),
             },
+            Transport::Sse(s) => (s.next_beat, Expiry::Heartbeat),
+            Transport::LongPoll(lp) => (lp.until, Expiry::PollTimeout),
         }
     }
 

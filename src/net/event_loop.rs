@@ -7,7 +7,8 @@
 
 use std::io::{self, Read};
 use std::net::{Shutdown, SocketAddr};
-use std::time::{Instant, SystemTime};
+use std::rc::Rc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use mio::event::Event;
 use mio::net::TcpListener;
@@ -16,7 +17,8 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
-use super::conn::{Conn, Expiry, Life, Transport, LINGER};
+use super::conn::{reader_limits, Conn, Expiry, Life, Transport, LINGER};
+use super::stream::{self, Pushed};
 use super::http::{self, Env, Stop};
 use super::ws;
 use super::outbuf::Flush;
@@ -24,7 +26,8 @@ use super::timers::{TimerKey, Timers};
 use crate::app::App;
 use crate::config::Config;
 use crate::error::HttpError;
-use crate::proto::http1::{DateCache, HeadLimits, ReaderLimits, RequestReader};
+use crate::hub::{Message, TopicKey};
+use crate::proto::http1::{DateCache, RequestReader};
 
 const LISTENER: Token = Token(usize::MAX - 1);
 const SIGNALS: Token = Token(usize::MAX - 2);
@@ -36,6 +39,8 @@ const SCRATCH: usize = 64 * 1024;
 const FILE_CHUNK: usize = 64 * 1024;
 /// Bytes of a file sent to one connection per wake-up before the others get their turn.
 const FILE_BUDGET: usize = 1024 * 1024;
+/// How often history expiry runs while any channel keeps history.
+const HUB_SWEEP: std::time::Duration = std::time::Duration::from_secs(1);
 /// After an accept fails for lack of descriptors, wait this long before trying again.
 const ACCEPT_BACKOFF: std::time::Duration = std::time::Duration::from_millis(100);
 
@@ -57,6 +62,13 @@ pub struct Server {
     to_close: Vec<Token>,
     /// Set once shutdown began: the instant the drain time ends.
     draining: Option<Instant>,
+    /// A hub sweep timer is scheduled.
+    sweep_armed: bool,
+}
+
+/// Microseconds since the Unix epoch: message ids.
+fn wall_micros() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
 }
 
 impl Server {
@@ -72,7 +84,7 @@ impl Server {
         if !config.stats_interval.is_zero() {
             timers.add(now + config.stats_interval, TimerKey::StatsLog);
         }
-        let app = App::new(config, now)?;
+        let app = App::new(config, now, wall_micros())?;
         Ok(Server {
             poll,
             listener: Some(listener),
@@ -88,6 +100,7 @@ impl Server {
             pending: Vec::new(),
             to_close: Vec::new(),
             draining: None,
+            sweep_armed: false,
         })
     }
 
@@ -166,14 +179,8 @@ impl Server {
                         continue;
                     }
                     self.next_id += 1;
-                    let limits = ReaderLimits {
-                        head: HeadLimits {
-                            max_head_bytes: self.app.config.max_head_bytes,
-                            max_headers: self.app.config.max_headers,
-                        },
-                        max_body_bytes: self.app.config.max_body_bytes,
-                    };
-                    let conn = Conn::new(sock, self.next_id, RequestReader::new(limits), self.now);
+                    let limits = reader_limits(&self.app.config);
+                    let conn = Conn::new(sock, token.0, self.next_id, RequestReader::new(limits), self.now);
                     self.app.stats.accepted += 1;
                     self.app.stats.conn_opened(conn.kind());
                     entry.insert(conn);
@@ -216,7 +223,14 @@ impl Server {
             let _ = self.poll.registry().deregister(&mut l);
         }
         self.timers.add(end, TimerKey::DrainEnd);
-        let idle: Vec<usize> = self.conns.iter().filter(|(_, c)| c.is_idle_http()).map(|(k, _)| k).collect();
+        // Idle keep-alive connections, event streams and held long-polls just close: their
+        // clients reconnect (to another instance) and resume from their last id.
+        let idle: Vec<usize> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.is_idle_http() || matches!(c.transport, Transport::Sse(_) | Transport::LongPoll(_)))
+            .map(|(k, _)| k)
+            .collect();
         for key in idle {
             self.mark_dead(Token(key));
         }
@@ -241,16 +255,24 @@ impl Server {
         self.drive(token);
     }
 
-    /// Does everything a connection can do now: write pending output, read and process
-    /// input, stream file pieces, then update its interest and deadline.
+    /// Does everything a connection can do now, then delivers what it published.
     fn drive(&mut self, token: Token) {
+        self.drive_one(token);
+        if !self.app.outbox.is_empty() {
+            self.deliver_outbox();
+        }
+    }
+
+    /// Write pending output, read and process input, stream file pieces, then update the
+    /// connection's interest and deadline.
+    fn drive_one(&mut self, token: Token) {
         let now = self.now;
         let draining = self.draining.is_some();
         let Some(conn) = self.conns.get_mut(token.0) else { return };
         if conn.dead {
             return;
         }
-        let mut env = Env { app: &mut self.app, date: &self.date, now, draining, handled: 0 };
+        let mut env = Env { app: &mut self.app, date: &self.date, now, draining, handled: 0, wall_us: wall_micros() };
         let alive = drive_conn(conn, &mut self.scratch, &mut env);
         let cfg = &self.app.config;
         if alive {
@@ -288,6 +310,55 @@ impl Server {
         }
     }
 
+    /// Delivers every message published since the last call. Each subscriber gets the
+    /// message's shared encoding queued and is put on the pending list, so all of them are
+    /// written after this turn's events: a subscriber that receives several messages in one
+    /// turn gets them in one write.
+    fn deliver_outbox(&mut self) {
+        while !self.app.outbox.is_empty() {
+            for msg in std::mem::take(&mut self.app.outbox) {
+                self.deliver(&msg);
+            }
+        }
+        if !self.sweep_armed {
+            self.sweep_armed = true;
+            self.timers.add(self.now + HUB_SWEEP, TimerKey::HubSweep);
+        }
+    }
+
+    fn deliver(&mut self, msg: &Rc<Message>) {
+        let key = TopicKey { kind: msg.kind, name: msg.topic.clone() };
+        let cfg = &self.app.config;
+        let (mut delivered, mut cut) = (0u64, 0u64);
+        let mut polls = Vec::new();
+        for sub in self.app.hub.subscribers(&key) {
+            let Some(conn) = self.conns.get_mut(sub.conn.token) else { continue };
+            if conn.id != sub.conn.id {
+                continue;
+            }
+            match stream::push(conn, msg, sub.encoding, cfg) {
+                Pushed::Queued => delivered += 1,
+                Pushed::PollReady => {
+                    delivered += 1;
+                    polls.push(sub.conn.token);
+                }
+                Pushed::CutOff => cut += 1,
+                Pushed::Skipped => continue,
+            }
+            if !conn.pending {
+                conn.pending = true;
+                self.pending.push(Token(sub.conn.token));
+            }
+        }
+        self.app.hub.stats.delivered += delivered;
+        self.app.hub.stats.slow_consumer_disconnects += cut;
+        for token in polls {
+            let conn = &mut self.conns[token];
+            stream::finish_poll(conn, std::slice::from_ref(msg), &mut self.app.stats, &self.app.config, &self.date);
+            stream::unsubscribe_all(conn, &mut self.app.hub);
+        }
+    }
+
     fn arm_timer(&mut self, token: Token) {
         let Some(conn) = self.conns.get_mut(token.0) else { return };
         let (at, _) = conn.deadline(&self.app.config);
@@ -302,7 +373,7 @@ impl Server {
             match key {
                 TimerKey::Conn { token, id } => self.on_conn_timer(Token(token), id, at),
                 TimerKey::StatsLog => {
-                    log::info!("stats: {}", self.app.stats.summary(self.now));
+                    log::info!("stats: {}", self.app.stats.summary(self.now, &self.app.hub));
                     self.timers.add(self.now + self.app.config.stats_interval, TimerKey::StatsLog);
                 }
                 TimerKey::AcceptRetry => {
@@ -313,6 +384,12 @@ impl Server {
                     }
                 }
                 TimerKey::DrainEnd => {}
+                TimerKey::HubSweep => {
+                    self.sweep_armed = self.app.hub.sweep(self.now);
+                    if self.sweep_armed {
+                        self.timers.add(self.now + HUB_SWEEP, TimerKey::HubSweep);
+                    }
+                }
             }
         }
     }
@@ -332,6 +409,18 @@ impl Server {
             Expiry::Close => self.mark_dead(token),
             Expiry::Ping => {
                 ws::send_ping(conn, self.now);
+                self.drive(token);
+            }
+            Expiry::Heartbeat => {
+                if let Transport::Sse(sse) = &mut conn.transport {
+                    sse.next_beat = self.now + self.app.config.sse_heartbeat;
+                    conn.out.extend(crate::proto::sse::HEARTBEAT);
+                }
+                self.drive(token);
+            }
+            Expiry::PollTimeout => {
+                stream::finish_poll(conn, &[], &mut self.app.stats, &self.app.config, &self.date);
+                stream::unsubscribe_all(conn, &mut self.app.hub);
                 self.drive(token);
             }
             Expiry::RequestTimeout => {
@@ -354,6 +443,7 @@ impl Server {
         if self.conns.contains(token.0) {
             let mut conn = self.conns.remove(token.0);
             let _ = self.poll.registry().deregister(&mut conn.sock);
+            stream::unsubscribe_all(&mut conn, &mut self.app.hub);
             self.app.stats.conn_closed(conn.kind());
         }
     }
@@ -428,6 +518,9 @@ fn process(conn: &mut Conn, input: &[u8], env: &mut Env<'_>) -> (usize, Stop) {
         let (used, stop) = match conn.transport {
             Transport::Http(_) => http::process_input(conn, &input[pos..], env),
             Transport::WebSocket(_) => ws::process_input(conn, &input[pos..], env),
+            // A stream's client has nothing more to say; what it sends anyway is dropped
+            // (reading still notices its EOF).
+            Transport::Sse(_) | Transport::LongPoll(_) => (input.len() - pos, Stop::NeedMore),
         };
         pos += used;
         let switched = was_http && !matches!(conn.transport, Transport::Http(_));

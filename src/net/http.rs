@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use super::conn::{Conn, FileSend, Life, Transport};
-use super::ws::Ws;
+use super::{stream, ws};
 use crate::app::{App, ConnKind, Reply};
 use crate::error::HttpError;
 use crate::proto::http1::{response, DateCache, Method, Persist, ReadEvent, Request, Response};
@@ -28,6 +28,8 @@ pub struct Env<'a> {
     pub draining: bool,
     /// Requests handled for this connection in this wake-up (fairness budget).
     pub handled: usize,
+    /// Microseconds since the Unix epoch (message ids).
+    pub wall_us: u64,
 }
 
 /// Offers `input` (which starts where the previous call's used bytes ended) to the
@@ -72,7 +74,7 @@ pub fn process_input(conn: &mut Conn, input: &[u8], env: &mut Env<'_>) -> (usize
 
 /// Routes one request and queues the reply.
 fn respond(conn: &mut Conn, req: &Request, env: &mut Env<'_>) {
-    let reply = env.app.handle(req, env.now);
+    let reply = env.app.handle(req, env.now, env.wall_us);
     let head = &req.head;
     let persist = if !head.keep_alive || env.draining {
         Persist::Close
@@ -99,10 +101,11 @@ fn respond(conn: &mut Conn, req: &Request, env: &mut Env<'_>) {
         }
         Reply::WebSocket { response: resp, session } => {
             conn.queue_response(resp, false, Persist::Upgrade, env.date);
-            conn.transport = Transport::WebSocket(Ws::new(session, env.app.config.max_message_bytes, env.now));
             env.app.stats.conn_closed(ConnKind::Http);
             env.app.stats.conn_opened(ConnKind::WebSocket);
+            ws::start(conn, session, env);
         }
+        Reply::Subscribe(sub) => stream::start(conn, sub, persist, env),
     }
 }
 

@@ -1,10 +1,12 @@
 //! The only code that touches mio: the event loop, connections, buffers and timers.
 
 mod conn;
+mod control;
 mod event_loop;
 mod http;
 pub mod outbuf;
 pub mod timers;
+mod stream;
 mod ws;
 
 pub use event_loop::Server;

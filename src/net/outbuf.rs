@@ -115,6 +115,17 @@ impl OutBuf {
         *self = OutBuf::default();
     }
 
+    /// Drops every chunk not yet started, keeping a partly written front chunk so the
+    /// stream stays well-formed (a frame is never cut in half).
+    pub fn drop_unstarted(&mut self) {
+        let keep = usize::from(self.front_off > 0);
+        self.chunks.truncate(keep);
+        self.len = self.chunks.front().map_or(0, |c| c.bytes().len() - self.front_off);
+        if keep == 0 {
+            self.front_off = 0;
+        }
+    }
+
     /// Writes until the queue is empty or the socket would block. Returns the bytes written
     /// and whether it drained. Errors other than `WouldBlock`/`Interrupted` are the caller's
     /// to treat as a dead connection.

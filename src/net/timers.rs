@@ -20,6 +20,8 @@ pub enum TimerKey {
     AcceptRetry,
     /// The graceful-shutdown drain time is over.
     DrainEnd,
+    /// Expire channel history and forget empty channels.
+    HubSweep,
 }
 
 #[derive(Default)]

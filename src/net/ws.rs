@@ -7,7 +7,9 @@ use std::time::Instant;
 use super::conn::{Conn, Life, Transport};
 use super::http::{Env, Stop};
 use super::outbuf::OutBuf;
+use super::{control, stream};
 use crate::app::WsSession;
+use crate::hub::{Encoding, TopicKind};
 use crate::proto::ws::{close, encode_close_frame, encode_server_frame, Assembler, FrameHeader, OpCode, WsError, WsEvent};
 
 /// Payloads up to this size are copied behind their header; larger ones are queued as they
@@ -29,6 +31,22 @@ impl Ws {
     pub fn new(session: WsSession, max_message: usize, now: Instant) -> Ws {
         Ws { assembler: Assembler::new(max_message), session, ping_sent: None, last_rx: now }
     }
+}
+
+/// Switches a connection that just answered 101 to WebSocket. A topic session subscribes
+/// at once and first replays the history after its `since` id.
+pub fn start(conn: &mut Conn, session: WsSession, env: &mut Env<'_>) {
+    if let WsSession::Topic { key, since, .. } = &session {
+        let (key, since) = (key.clone(), *since);
+        if let Some(since) = since {
+            let backlog = env.app.hub.backlog(std::slice::from_ref(&key), since, env.now);
+            for m in &backlog.messages {
+                conn.out.push_shared(m.encoded(Encoding::WsData).clone());
+            }
+        }
+        stream::subscribe(conn, &mut env.app.hub, key, Encoding::WsData);
+    }
+    conn.transport = Transport::WebSocket(Ws::new(session, env.app.config.max_message_bytes, env.now));
 }
 
 /// Offers `input` to the connection's assembler; acts on each event. Returns bytes used.
@@ -61,15 +79,11 @@ pub fn process_input(conn: &mut Conn, input: &[u8], env: &mut Env<'_>) -> (usize
     }
 }
 
-fn on_event(conn: &mut Conn, ev: WsEvent, _env: &mut Env<'_>) {
+fn on_event(conn: &mut Conn, ev: WsEvent, env: &mut Env<'_>) {
     let Transport::WebSocket(ws) = &mut conn.transport else { return };
     match ev {
-        WsEvent::Text(data) => match ws.session {
-            WsSession::Echo => queue_frame(&mut conn.out, OpCode::Text, data),
-        },
-        WsEvent::Binary(data) => match ws.session {
-            WsSession::Echo => queue_frame(&mut conn.out, OpCode::Binary, data),
-        },
+        WsEvent::Text(data) => on_message(conn, OpCode::Text, data, env),
+        WsEvent::Binary(data) => on_message(conn, OpCode::Binary, data, env),
         // RFC 6455 §5.5.2: "Upon receipt of a Ping frame, an endpoint MUST send a Pong frame in
         // response ... [with] identical Application data". Queued at once, so it goes out in
         // this turn's write even in the middle of a fragmented message.
@@ -77,6 +91,7 @@ fn on_event(conn: &mut Conn, ev: WsEvent, _env: &mut Env<'_>) {
         // §5.5.3: an unsolicited pong needs no answer; any input already counted as life.
         WsEvent::Pong(_) => {}
         WsEvent::Close(code) => {
+            let _ = ws;
             // §5.5.1: "If an endpoint receives a Close frame and did not previously send a
             // Close frame, the endpoint MUST send a Close frame in response ... typically
             // echoing the status code it received." Then nothing more is sent or processed.
@@ -86,6 +101,26 @@ fn on_event(conn: &mut Conn, ev: WsEvent, _env: &mut Env<'_>) {
             }
             queue_frame(&mut conn.out, OpCode::Close, payload);
             conn.life = Life::CloseAfterFlush;
+        }
+    }
+}
+
+/// A complete data message, handled by the connection's session.
+fn on_message(conn: &mut Conn, op: OpCode, data: Vec<u8>, env: &mut Env<'_>) {
+    let Transport::WebSocket(ws) = &conn.transport else { return };
+    match &ws.session {
+        WsSession::Echo => queue_frame(&mut conn.out, op, data),
+        WsSession::Topic { key, publish, .. } => {
+            // A subscriber's frames are published to its channel (`--ws-publish`); a user
+            // connection's frames have nowhere to go and are ignored.
+            if *publish && key.kind == TopicKind::Channel {
+                let key = key.clone();
+                env.app.publish(&key, None, &data, env.now, env.wall_us);
+            }
+        }
+        WsSession::Control { publish } => {
+            let publish = *publish;
+            control::handle(conn, &data, publish, env);
         }
     }
 }

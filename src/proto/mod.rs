@@ -2,4 +2,5 @@
 //! every decoder can be unit-tested from byte tables and fuzzed without a server.
 
 pub mod http1;
+pub mod sse;
 pub mod ws;

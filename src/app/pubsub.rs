@@ -1,0 +1,222 @@
+//! Publish and subscribe over HTTP: channels, users, and the multi-channel endpoints. The
+//! transport of a subscription follows the request: `Upgrade: websocket` → WebSocket,
+//! `Accept: text/event-stream` → SSE, anything else → long-poll.
+
+use std::borrow::Cow;
+
+use super::{Ctx, Params, Reply, StreamKind, Subscription, WsSession};
+use crate::hub::{valid_channel_name, valid_user_name, TopicKey};
+use crate::proto::http1::{Request, Response};
+use crate::proto::ws::handshake;
+
+/// `GET /channels/{name}`: subscribe to one channel.
+pub fn channel_subscribe(ctx: &mut Ctx<'_>, req: &Request, p: &Params) -> Reply {
+    let name = p.get("name").unwrap_or("");
+    if !valid_channel_name(name) {
+        return bad_name(ctx);
+    }
+    subscribe(ctx, req, vec![TopicKey::channel(name)], true)
+}
+
+/// `POST /channels/{name}`: publish the body. `?event=NAME` names the SSE event.
+pub fn channel_publish(ctx: &mut Ctx<'_>, req: &Request, p: &Params) -> Reply {
+    let name = p.get("name").unwrap_or("");
+    if !valid_channel_name(name) {
+        return bad_name(ctx);
+    }
+    if let Some(denied) = check_token(ctx, req) {
+        return denied;
+    }
+    let event = query_values(req, "event").next();
+    if event.as_deref().is_some_and(|e| e.is_empty() || e.contains(['\r', '\n'])) {
+        return json_error(ctx, 400, "event names are one line of text");
+    }
+    let key = TopicKey::channel(name);
+    let subscribers = ctx.hub.subscriber_count(&key);
+    let msg = ctx.publish(&key, event.as_deref(), &req.body);
+    let body = serde_json::json!({"id": msg.id.to_string(), "subscribers": subscribers});
+    with_cors(ctx, Response::json(202, &body)).into()
+}
+
+/// `GET /users/{name}`: subscribe as user `name` (one of possibly many connections).
+pub fn user_subscribe(ctx: &mut Ctx<'_>, req: &Request, p: &Params) -> Reply {
+    let name = p.get("name").unwrap_or("");
+    if !valid_user_name(name) {
+        return json_error(ctx, 400, "invalid user name");
+    }
+    subscribe(ctx, req, vec![TopicKey::user(name)], false)
+}
+
+/// `POST /users/{name}`: deliver the body to every connection of the user.
+pub fn user_publish(ctx: &mut Ctx<'_>, req: &Request, p: &Params) -> Reply {
+    let name = p.get("name").unwrap_or("");
+    if !valid_user_name(name) {
+        return json_error(ctx, 400, "invalid user name");
+    }
+    if let Some(denied) = check_token(ctx, req) {
+        return denied;
+    }
+    let event = query_values(req, "event").next();
+    match send_to_user(ctx, name, event.as_deref(), &req.body) {
+        0 => json_error(ctx, 404, "user offline"),
+        n => with_cors(ctx, Response::json(202, &serde_json::json!({"delivered": n}))).into(),
+    }
+}
+
+/// Publishes to a user if it has connections; returns how many got it.
+pub fn send_to_user(ctx: &mut Ctx<'_>, name: &str, event: Option<&str>, data: &[u8]) -> usize {
+    let key = TopicKey::user(name);
+    let n = ctx.hub.subscriber_count(&key);
+    if n > 0 {
+        ctx.publish(&key, event, data);
+    }
+    n
+}
+
+/// `GET /subscribe?channel=a&channel=b`: several channels on one SSE stream or long-poll.
+pub fn multi_subscribe(ctx: &mut Ctx<'_>, req: &Request, _: &Params) -> Reply {
+    let names: Vec<String> = query_values(req, "channel").collect();
+    if names.is_empty() || names.len() > 64 {
+        return json_error(ctx, 400, "name 1 to 64 channels: ?channel=a&channel=b");
+    }
+    if !names.iter().all(|n| valid_channel_name(n)) {
+        return bad_name(ctx);
+    }
+    if handshake::wants_upgrade(&req.head) {
+        return json_error(ctx, 400, "for several channels over WebSocket, use /ws");
+    }
+    let mut keys: Vec<TopicKey> = names.iter().map(|n| TopicKey::channel(n)).collect();
+    keys.dedup();
+    subscribe(ctx, req, keys, false)
+}
+
+/// `GET /ws`: a WebSocket speaking JSON control messages.
+pub fn control_socket(ctx: &mut Ctx<'_>, req: &Request, _: &Params) -> Reply {
+    let publish = ws_may_publish(ctx, req);
+    websocket(ctx, req, WsSession::Control { publish })
+}
+
+/// Subscribes with the transport the request asks for.
+fn subscribe(ctx: &mut Ctx<'_>, req: &Request, topics: Vec<TopicKey>, ws_publish: bool) -> Reply {
+    let since = match resume_id(req) {
+        Ok(s) => s,
+        Err(()) => return json_error(ctx, 400, "invalid last event id: expected a message id"),
+    };
+    if handshake::wants_upgrade(&req.head) {
+        let key = topics.into_iter().next().expect("one topic");
+        let publish = ws_publish && ctx.config.ws_publish && ws_may_publish(ctx, req);
+        return websocket(ctx, req, WsSession::Topic { key, publish, since });
+    }
+    let kind = if accepts_event_stream(req) { StreamKind::Sse } else { StreamKind::LongPoll };
+    Reply::Subscribe(Subscription {
+        kind,
+        topics,
+        since,
+        headers: cors_headers(ctx),
+        greeting: None,
+        retry_ms: ctx.config.sse_retry.as_millis() as u64,
+    })
+}
+
+pub fn websocket(ctx: &mut Ctx<'_>, req: &Request, session: WsSession) -> Reply {
+    match handshake::accept(&req.head, &[], &ctx.config.allowed_origins) {
+        Ok(accepted) => Reply::WebSocket { response: accepted.response(), session },
+        Err(e) => e.response().into(),
+    }
+}
+
+pub fn accepts_event_stream(req: &Request) -> bool {
+    req.head.values("accept").any(|v| {
+        v.split(|&b| b == b',').any(|t| {
+            let media = t.split(|&b| b == b';').next().unwrap_or(b"").trim_ascii();
+            media.eq_ignore_ascii_case(b"text/event-stream")
+        })
+    })
+}
+
+/// Where a returning subscriber left off: `Last-Event-ID` (header; EventSource sends it on
+/// reconnect), `?lastEventId=` (EventSource polyfills), or `?since=` (long-poll cursors).
+/// `Err` for an id that is not one of ours.
+pub fn resume_id(req: &Request) -> Result<Option<u64>, ()> {
+    let from_query = query_values(req, "since").chain(query_values(req, "lastEventId")).next();
+    let raw = match from_query {
+        Some(q) => q,
+        None => match req.head.header_str("last-event-id") {
+            Some(h) => h.trim().to_string(),
+            None => return Ok(None),
+        },
+    };
+    if raw.is_empty() {
+        return Ok(None);
+    }
+    raw.parse::<u64>().map(Some).map_err(|_| ())
+}
+
+/// The values of a query parameter, decoded.
+pub fn query_values<'r>(req: &'r Request, name: &'r str) -> impl Iterator<Item = String> + 'r {
+    form_urlencoded::parse(req.head.query().unwrap_or("").as_bytes())
+        .filter(move |(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+/// With `--publish-token`, the request must carry `Authorization: Bearer TOKEN`.
+fn check_token(ctx: &Ctx<'_>, req: &Request) -> Option<Reply> {
+    let token = ctx.config.publish_token.as_deref()?;
+    if bearer(req) == Some(token) {
+        return None;
+    }
+    let body = serde_json::json!({"error": "publishing needs Authorization: Bearer <token>"});
+    Some(with_cors(ctx, Response::json(401, &body).header("WWW-Authenticate", "Bearer")).into())
+}
+
+fn bearer(req: &Request) -> Option<&str> {
+    let v = req.head.header_str("authorization")?.trim();
+    let (scheme, token) = v.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// A WebSocket may publish when no token is configured, or when its handshake carried it
+/// (`Authorization: Bearer`, or `?token=` since browsers cannot set headers on WebSockets).
+fn ws_may_publish(ctx: &Ctx<'_>, req: &Request) -> bool {
+    match ctx.config.publish_token.as_deref() {
+        None => true,
+        Some(t) => bearer(req) == Some(t) || query_values(req, "token").any(|q| q == t),
+    }
+}
+
+fn cors_headers(ctx: &Ctx<'_>) -> Vec<(&'static str, Cow<'static, str>)> {
+    match &ctx.config.cors_origin {
+        None => Vec::new(),
+        Some(o) => {
+            let mut h = vec![("Access-Control-Allow-Origin", Cow::Owned(o.clone()))];
+            if o != "*" {
+                h.push(("Vary", Cow::Borrowed("Origin")));
+            }
+            h
+        }
+    }
+}
+
+pub fn with_cors(ctx: &Ctx<'_>, mut r: Response) -> Response {
+    r.headers.extend(cors_headers(ctx));
+    r
+}
+
+/// An `OPTIONS` preflight: with `--cors-origin`, the CORS answer for the path's methods.
+pub fn preflight(ctx: &Ctx<'_>, r: Response, allow: &str) -> Response {
+    if ctx.config.cors_origin.is_none() {
+        return r;
+    }
+    with_cors(ctx, r)
+        .header("Access-Control-Allow-Methods", allow.to_string())
+        .header("Access-Control-Allow-Headers", "Authorization, Content-Type, Last-Event-ID")
+        .header("Access-Control-Max-Age", "86400")
+}
+
+fn bad_name(ctx: &Ctx<'_>) -> Reply {
+    json_error(ctx, 400, "channel names are 1-128 characters of A-Z a-z 0-9 . _ : @ -")
+}
+
+pub fn json_error(ctx: &Ctx<'_>, status: u16, msg: &str) -> Reply {
+    with_cors(ctx, Response::json(status, &serde_json::json!({"error": msg}))).into()
+}

@@ -1,0 +1,180 @@
+//! Subscriber connections: starting SSE streams and long-polls, pushing hub messages into any
+//! subscriber's output (with the slow-consumer cut-off), and ending long-polls.
+
+use std::borrow::Cow;
+use std::rc::Rc;
+use std::time::Instant;
+
+use super::conn::{Conn, Life, Transport};
+use super::http::Env;
+use super::ws;
+use crate::app::{ConnKind, StreamKind, Subscription};
+use crate::config::Config;
+use crate::hub::{ConnRef, Encoding, Hub, Message, Subscriber, TopicKey};
+use crate::proto::http1::{response, Body, DateCache, Persist, Response};
+use crate::proto::sse;
+
+/// An SSE stream: the response head is sent, events follow until the connection ends.
+#[derive(Debug)]
+pub struct Sse {
+    /// When the next `:` heartbeat is due.
+    pub next_beat: Instant,
+}
+
+/// A held long-poll request.
+#[derive(Debug)]
+pub struct LongPoll {
+    /// Answer 204 at this instant if nothing arrived.
+    pub until: Instant,
+    /// How the connection continues after the answer (keep-alive or close).
+    pub persist: Persist,
+    /// Extra headers for the answer (CORS).
+    pub headers: Vec<(&'static str, Cow<'static, str>)>,
+}
+
+/// Adds the connection to `key`'s subscribers and remembers the slot for unsubscribing.
+pub fn subscribe(conn: &mut Conn, hub: &mut Hub, key: TopicKey, encoding: Encoding) {
+    let slot = hub.subscribe(&key, Subscriber { conn: ConnRef { token: conn.token, id: conn.id }, encoding });
+    conn.subs.push((key, slot));
+}
+
+/// Removes every subscription of the connection.
+pub fn unsubscribe_all(conn: &mut Conn, hub: &mut Hub) {
+    for (key, slot) in conn.subs.drain(..) {
+        hub.unsubscribe(&key, slot);
+    }
+}
+
+/// Carries out `Reply::Subscribe`: starts an SSE stream (replay first), or answers a
+/// long-poll at once from history, or holds it.
+pub fn start(conn: &mut Conn, sub: Subscription, persist: Persist, env: &mut Env<'_>) {
+    let now = env.now;
+    let backlog = sub.since.map(|since| env.app.hub.backlog(&sub.topics, since, now));
+    match sub.kind {
+        StreamKind::Sse => {
+            let mut headers = vec![
+                ("Content-Type", Cow::Borrowed("text/event-stream; charset=utf-8")),
+                ("Cache-Control", Cow::Borrowed("no-cache")),
+                // nginx buffers proxied responses unless told not to.
+                ("X-Accel-Buffering", Cow::Borrowed("no")),
+            ];
+            headers.extend(sub.headers);
+            let date = env.date;
+            conn.out.with_tail(|v| {
+                response::write_head(v, 200, &headers, None, Persist::Stream, date);
+                sse::encode_retry(v, sub.retry_ms);
+                if let Some(g) = &sub.greeting {
+                    sse::encode_event(v, None, None, g);
+                }
+            });
+            if let Some(b) = &backlog {
+                if b.reset {
+                    conn.out.with_tail(|v| sse::encode_event(v, None, Some("reset"), b"history does not reach back to your last event id"));
+                }
+                for m in &b.messages {
+                    conn.out.push_shared(m.encoded(Encoding::Sse).clone());
+                }
+            }
+            for key in sub.topics {
+                subscribe(conn, &mut env.app.hub, key, Encoding::Sse);
+            }
+            conn.transport = Transport::Sse(Sse { next_beat: now + env.app.config.sse_heartbeat });
+            switch_kind(env, ConnKind::Sse);
+        }
+        StreamKind::LongPoll => {
+            if let Some(b) = backlog.filter(|b| !b.messages.is_empty() || b.reset) {
+                answer_poll(conn, &b.messages, b.reset, persist, &sub.headers, env.date);
+                return;
+            }
+            for key in sub.topics {
+                subscribe(conn, &mut env.app.hub, key, Encoding::LongPoll);
+            }
+            let until = now + env.app.config.poll_timeout;
+            conn.transport = Transport::LongPoll(LongPoll { until, persist, headers: sub.headers });
+            switch_kind(env, ConnKind::LongPoll);
+        }
+    }
+}
+
+fn switch_kind(env: &mut Env<'_>, to: ConnKind) {
+    env.app.stats.conn_closed(ConnKind::Http);
+    env.app.stats.conn_opened(to);
+}
+
+/// The long-poll answer: `200` with a JSON array of messages (and `X-Pushwire-Reset: true`
+/// when history did not reach back far enough), or `204` when there is nothing.
+fn answer_poll(conn: &mut Conn, msgs: &[Rc<Message>], reset: bool, persist: Persist, headers: &[(&'static str, Cow<'static, str>)], date: &DateCache) {
+    let mut resp = if msgs.is_empty() && !reset {
+        Response::empty(204)
+    } else {
+        let mut body = Vec::with_capacity(2 + msgs.iter().map(|m| m.encoded(Encoding::LongPoll).len() + 1).sum::<usize>());
+        body.push(b'[');
+        for (i, m) in msgs.iter().enumerate() {
+            if i > 0 {
+                body.push(b',');
+            }
+            body.extend_from_slice(m.encoded(Encoding::LongPoll));
+        }
+        body.push(b']');
+        Response::new(200, "application/json", Body::Owned(body))
+    };
+    resp.headers.push(("Cache-Control", Cow::Borrowed("no-store")));
+    if reset {
+        resp.headers.push(("X-Pushwire-Reset", Cow::Borrowed("true")));
+    }
+    resp.headers.extend(headers.iter().cloned());
+    conn.queue_response(resp, false, persist, date);
+}
+
+/// Ends a held long-poll with these messages (none: the 204 of a timeout) and returns the
+/// connection to plain HTTP. The caller unsubscribes it.
+pub fn finish_poll(conn: &mut Conn, msgs: &[Rc<Message>], stats: &mut crate::app::Stats, cfg: &Config, date: &DateCache) {
+    let Transport::LongPoll(lp) = &conn.transport else { return };
+    let (persist, headers) = (lp.persist, lp.headers.clone());
+    answer_poll(conn, msgs, false, persist, &headers, date);
+    conn.back_to_http(cfg);
+    stats.conn_closed(ConnKind::LongPoll);
+    stats.conn_opened(ConnKind::Http);
+}
+
+/// What pushing a message to a subscriber did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Pushed {
+    /// Queued; the connection needs a write.
+    Queued,
+    /// A long-poll that must now be answered.
+    PollReady,
+    /// Over its output cap: cut off (slow consumer).
+    CutOff,
+    /// Not a live subscriber any more (closing): nothing done.
+    Skipped,
+}
+
+/// Queues one message for one subscriber. The bytes are the message's shared encoding: a
+/// pointer and a length per recipient, no copy for large messages.
+pub fn push(conn: &mut Conn, msg: &Message, encoding: Encoding, cfg: &Config) -> Pushed {
+    if !matches!(conn.life, Life::Open) || conn.dead {
+        return Pushed::Skipped;
+    }
+    if encoding == Encoding::LongPoll {
+        return if matches!(conn.transport, Transport::LongPoll(_)) { Pushed::PollReady } else { Pushed::Skipped };
+    }
+    let bytes = msg.encoded(encoding);
+    if conn.out.len() + bytes.len() > cfg.max_output_bytes {
+        cut_off(conn);
+        return Pushed::CutOff;
+    }
+    conn.out.push_shared(bytes.clone());
+    Pushed::Queued
+}
+
+/// A subscriber that lets more than `max_output_bytes` pile up is disconnected: what it has
+/// not started receiving is dropped (memory stays bounded), a WebSocket is told why (1008),
+/// and it can catch up by reconnecting with its last id.
+fn cut_off(conn: &mut Conn) {
+    conn.out.drop_unstarted();
+    match conn.transport {
+        Transport::WebSocket(_) => ws::queue_close(conn, crate::proto::ws::close::POLICY, "too slow: output limit exceeded"),
+        _ => conn.life = Life::CloseAfterFlush,
+    }
+}
