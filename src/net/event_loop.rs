@@ -5,6 +5,7 @@
 //! without an event (the pending list), fire due timers, and only then free the connections
 //! marked dead, so no slot is reused while this iteration still holds its token.
 
+use std::collections::VecDeque;
 use std::io::{self, Read};
 use std::net::{Shutdown, SocketAddr};
 use std::rc::Rc;
@@ -39,6 +40,8 @@ const SCRATCH: usize = 64 * 1024;
 const FILE_CHUNK: usize = 64 * 1024;
 /// Bytes of a file sent to one connection per wake-up before the others get their turn.
 const FILE_BUDGET: usize = 1024 * 1024;
+/// Connections taken from the pending list per turn of the loop.
+const PENDING_PER_TURN: usize = 1024;
 /// How often history expiry runs while any channel keeps history.
 const HUB_SWEEP: std::time::Duration = std::time::Duration::from_secs(1);
 /// After an accept fails for lack of descriptors, wait this long before trying again.
@@ -56,8 +59,8 @@ pub struct Server {
     date: DateCache,
     now: Instant,
     next_id: u64,
-    /// Connections that can progress without waiting for an event.
-    pending: Vec<Token>,
+    /// Connections that can progress without waiting for an event, first come first served.
+    pending: VecDeque<Token>,
     /// Connections to free at the end of the iteration.
     to_close: Vec<Token>,
     /// Set once shutdown began: the instant the drain time ends.
@@ -97,7 +100,7 @@ impl Server {
             date: DateCache::new(SystemTime::now()),
             now,
             next_id: 0,
-            pending: Vec::new(),
+            pending: VecDeque::new(),
             to_close: Vec::new(),
             draining: None,
             sweep_armed: false,
@@ -141,7 +144,12 @@ impl Server {
                     token => self.on_conn_event(token, event),
                 }
             }
-            for token in std::mem::take(&mut self.pending) {
+            // At most PENDING_PER_TURN of them per turn, then back to poll: a fan-out to
+            // 10,000 subscribers does not hold up everyone else for the length of 10,000
+            // writes, and messages published meanwhile join the output of subscribers not
+            // yet written, which then take several messages in one write.
+            for _ in 0..PENDING_PER_TURN {
+                let Some(token) = self.pending.pop_front() else { break };
                 if let Some(conn) = self.conns.get_mut(token.0) {
                     conn.pending = false;
                     self.drive(token);
@@ -292,7 +300,7 @@ impl Server {
             let more_file = conn.sending_file() && conn.out.is_empty();
             if (more_input || more_file) && !conn.pending {
                 conn.pending = true;
-                self.pending.push(token);
+                self.pending.push_back(token);
             }
             if let Transport::Http(h) = &mut conn.transport {
                 if h.head_started.is_none() && !conn.inbuf.is_empty() && !h.reader.in_body() {
@@ -347,7 +355,7 @@ impl Server {
             }
             if !conn.pending {
                 conn.pending = true;
-                self.pending.push(Token(sub.conn.token));
+                self.pending.push_back(Token(sub.conn.token));
             }
         }
         self.app.hub.stats.delivered += delivered;
