@@ -146,3 +146,17 @@ fn ws_run(pieces: &[&[u8]]) -> (Vec<WsEvent>, Option<(u16, &'static str)>) {
     }
     (got, None)
 }
+
+/// SSE encoding read back by the WHATWG event-stream rules: the data comes back as sent,
+/// with CR and CRLF line ends as LF (the only form an event stream can carry).
+pub fn sse_roundtrip(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let mut out = Vec::new();
+    crate::proto::sse::encode_event(&mut out, Some("1"), Some("e"), text.as_bytes());
+    let events = crate::proto::sse::parse::events(&out);
+    assert_eq!(events.len(), 1);
+    let want = text.replace("\r\n", "\n").replace('\r', "\n");
+    assert_eq!(events[0].data, want);
+    assert_eq!(events[0].event, "e");
+    assert_eq!(events[0].id.as_deref(), Some("1"));
+}

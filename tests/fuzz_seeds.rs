@@ -31,3 +31,8 @@ fn chunked_corpus() {
 fn ws_assembler_corpus() {
     replay("ws_assembler", pushwire::fuzzing::ws_assembler);
 }
+
+#[test]
+fn sse_roundtrip_corpus() {
+    replay("sse_roundtrip", pushwire::fuzzing::sse_roundtrip);
+}

@@ -5,6 +5,7 @@
 //! reply (write a response, stream a file, and in later layers switch the connection to a
 //! WebSocket or an event stream).
 
+mod demos;
 mod pubsub;
 mod router;
 mod routes;
@@ -16,6 +17,7 @@ use std::fs::File;
 use std::rc::Rc;
 use std::time::Instant;
 
+pub use demos::TICK;
 pub use router::{Handler, Match, Params, Router};
 pub use stats::{ConnKind, Stats};
 
@@ -66,8 +68,9 @@ pub struct Subscription {
     pub since: Option<u64>,
     /// Extra response headers (CORS).
     pub headers: Vec<(&'static str, Cow<'static, str>)>,
-    /// SSE: an event sent first, before any replay (the classic chat's `data: Connected`).
-    pub greeting: Option<Vec<u8>>,
+    /// SSE: an event (name, data) sent first, before any replay (the classic chat's
+    /// `data: Connected`).
+    pub greeting: Option<(Option<&'static str>, Vec<u8>)>,
     /// SSE: the `retry:` to start with.
     pub retry_ms: u64,
 }
@@ -89,6 +92,8 @@ pub struct Ctx<'a> {
     pub now: Instant,
     /// Microseconds since the Unix epoch (message ids).
     pub wall_us: u64,
+    /// Set by a route that needs the once-a-second ticker.
+    pub ticker_wanted: &'a mut bool,
 }
 
 impl Ctx<'_> {
@@ -106,6 +111,8 @@ pub struct App {
     pub hub: Hub,
     /// Published, not yet delivered (the loop drains it after each handler).
     pub outbox: Vec<Rc<Message>>,
+    /// The ticker should run; the loop arms its timer ([`App::tick`]) and clears this.
+    pub ticker_wanted: bool,
     router: Router,
     static_dir: Option<StaticDir>,
 }
@@ -117,7 +124,15 @@ impl App {
             None => None,
         };
         let hub = Hub::new(config.history_len, config.history_ttl, wall_us);
-        Ok(App { router: routes::routes(), stats: Stats::new(now), hub, outbox: Vec::new(), static_dir, config })
+        Ok(App {
+            router: routes::routes(),
+            stats: Stats::new(now),
+            hub,
+            outbox: Vec::new(),
+            ticker_wanted: false,
+            static_dir,
+            config,
+        })
     }
 
     /// Records a message and queues it for delivery (publishing from outside a route
@@ -126,6 +141,22 @@ impl App {
         let msg = self.hub.publish(key, event, data.into(), now, wall_us);
         self.outbox.push(msg.clone());
         msg
+    }
+
+    /// The ticker's timer fired: returns when it should fire next (`None`: nobody listens).
+    pub fn tick(&mut self, now: Instant, wall_us: u64) -> Option<Instant> {
+        let mut wanted = true;
+        let mut ctx = Ctx {
+            config: &self.config,
+            stats: &self.stats,
+            static_dir: self.static_dir.as_ref(),
+            hub: &mut self.hub,
+            outbox: &mut self.outbox,
+            now,
+            wall_us,
+            ticker_wanted: &mut wanted,
+        };
+        demos::tick(&mut ctx).then(|| now + demos::TICK)
     }
 
     /// Routes one request. Unknown paths fall through to the static folder, then 404.
@@ -142,6 +173,7 @@ impl App {
             outbox: &mut self.outbox,
             now,
             wall_us,
+            ticker_wanted: &mut self.ticker_wanted,
         };
         match found {
             Match::Found(handler, params) => handler(&mut ctx, req, &params),

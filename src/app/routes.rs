@@ -1,6 +1,6 @@
 //! The one place where routes are registered. PROTOCOL.md documents each of them.
 
-use super::pubsub;
+use super::{demos, pubsub};
 use super::{Ctx, Params, Reply, Router, WsSession};
 use crate::proto::http1::{Body, Request, Response};
 
@@ -18,6 +18,21 @@ pub fn routes() -> Router {
     r.post("/users/{name}", pubsub::user_publish);
     r.get("/subscribe", pubsub::multi_subscribe);
     r.get("/ws", pubsub::control_socket);
+    // The classic examples and their pages.
+    r.get("/chat", demos::chat_stream);
+    r.post("/chat", demos::chat_post);
+    r.get("/stream", demos::ticker_stream);
+    r.get("/ws/{name}", demos::user_socket);
+    r.post("/rest/message", demos::rest_message);
+    r.get("/chat.html", |_, _, _| demos::page(include_str!("pages/chat.html")));
+    r.get("/p2p.html", |_, _, _| demos::page(include_str!("pages/p2p.html")));
+    r.get("/echo.html", |_, _, _| demos::page(include_str!("pages/echo.html")));
+    r.get("/ticker.html", |_, _, _| demos::page(include_str!("pages/ticker.html")));
+    r.get("/pushwire.css", |_, _, _| {
+        Response::new(200, "text/css; charset=utf-8", Body::Static(include_str!("pages/pushwire.css").as_bytes()))
+            .header("Cache-Control", "no-cache")
+            .into()
+    });
     r
 }
 

@@ -67,6 +67,8 @@ pub struct Server {
     draining: Option<Instant>,
     /// A hub sweep timer is scheduled.
     sweep_armed: bool,
+    /// The app's ticker timer is scheduled.
+    tick_armed: bool,
 }
 
 /// Microseconds since the Unix epoch: message ids.
@@ -104,6 +106,7 @@ impl Server {
             to_close: Vec::new(),
             draining: None,
             sweep_armed: false,
+            tick_armed: false,
         })
     }
 
@@ -269,6 +272,13 @@ impl Server {
         if !self.app.outbox.is_empty() {
             self.deliver_outbox();
         }
+        if self.app.ticker_wanted {
+            self.app.ticker_wanted = false;
+            if !self.tick_armed {
+                self.tick_armed = true;
+                self.timers.add(self.now + crate::app::TICK, TimerKey::Tick);
+            }
+        }
     }
 
     /// Write pending output, read and process input, stream file pieces, then update the
@@ -392,6 +402,14 @@ impl Server {
                     }
                 }
                 TimerKey::DrainEnd => {}
+                TimerKey::Tick => {
+                    self.tick_armed = false;
+                    if let Some(next) = self.app.tick(self.now, wall_micros()) {
+                        self.tick_armed = true;
+                        self.timers.add(next, TimerKey::Tick);
+                    }
+                    self.deliver_outbox();
+                }
                 TimerKey::HubSweep => {
                     self.sweep_armed = self.app.hub.sweep(self.now);
                     if self.sweep_armed {

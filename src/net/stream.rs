@@ -63,8 +63,8 @@ pub fn start(conn: &mut Conn, sub: Subscription, persist: Persist, env: &mut Env
             conn.out.with_tail(|v| {
                 response::write_head(v, 200, &headers, None, Persist::Stream, date);
                 sse::encode_retry(v, sub.retry_ms);
-                if let Some(g) = &sub.greeting {
-                    sse::encode_event(v, None, None, g);
+                if let Some((event, data)) = &sub.greeting {
+                    sse::encode_event(v, None, *event, data);
                 }
             });
             if let Some(b) = &backlog {

@@ -22,6 +22,8 @@ pub enum TimerKey {
     DrainEnd,
     /// Expire channel history and forget empty channels.
     HubSweep,
+    /// The app's once-a-second ticker (`/stream`).
+    Tick,
 }
 
 #[derive(Default)]

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Every test: the Rust unit and integration tests (the real server on ephemeral ports, raw
+# sockets), the fuzz seed corpus, then the demo pages in headless Chromium.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup-e2e.sh
+cargo test --locked
+node tests/e2e/run.mjs target/debug/pushwire

@@ -1,0 +1,201 @@
+// End-to-end: the demo pages in Debian's headless Chromium, driven by playwright-core,
+// against the real pushwire binary. Run by scripts/test.sh after `cargo test`:
+//   node tests/e2e/run.mjs [path/to/pushwire]
+// Every step waits for a condition (never a fixed sleep as the assertion) and the whole run
+// is bounded. Screenshots go to target/e2e-screenshots/ (printed at the end).
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const BIN = process.argv[2] || process.env.PUSHWIRE_BIN || path.join(ROOT, 'target/debug/pushwire');
+const SHOTS = path.join(ROOT, 'target/e2e-screenshots');
+const WAIT = 15_000;               // longest any single condition may take
+const RUN_LIMIT = 180_000;         // the whole run
+
+const freePort = () => new Promise((resolve, reject) => {
+  const s = net.createServer();
+  s.once('error', reject);
+  s.listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => resolve(port)); });
+});
+
+// Starts the server on `port`; resolves once it logs its URL.
+function startServer(port) {
+  // A 2 s SSE retry: a page that lost the server waits long enough for the test to publish
+  // "while it was away", and short enough to keep the run quick.
+  const child = spawn(BIN, ['--listen', `127.0.0.1:${port}`, '--sse-retry', '2000', '--stats-interval', '0'],
+                      { env: { ...process.env, RUST_LOG: 'info' }, stdio: ['ignore', 'ignore', 'pipe'] });
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('server did not start')), WAIT);
+    let log = '';
+    child.stderr.on('data', (d) => {
+      log += d;
+      if (log.includes('listening on http://')) { clearTimeout(timer); resolve(child); }
+    });
+    child.once('exit', (code) => { clearTimeout(timer); reject(new Error(`server exited (${code}): ${log}`)); });
+  });
+}
+
+function stopServer(child) {
+  return new Promise((resolve) => {
+    if (child.exitCode !== null) return resolve(child.exitCode);
+    child.once('exit', (code) => resolve(code));
+    child.kill('SIGTERM');
+  });
+}
+
+const steps = [];
+async function step(name, fn) {
+  const t0 = Date.now();
+  await fn();
+  steps.push(`ok   ${name} (${Date.now() - t0} ms)`);
+  console.log(`ok   ${name}`);
+}
+
+async function main() {
+  mkdirSync(SHOTS, { recursive: true });
+  const port = await freePort();
+  const base = `http://127.0.0.1:${port}`;
+  let server = await startServer(port);
+  const browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+           '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+  const open = async (url) => {
+    const ctx = await browser.newContext({ viewport: { width: 900, height: 700 } });
+    const page = await ctx.newPage();
+    page.setDefaultTimeout(WAIT);
+    page.on('pageerror', (e) => { throw new Error(`page error on ${url}: ${e.message}`); });
+    await page.goto(base + url);
+    return page;
+  };
+  const stats = async () => (await fetch(base + '/stats')).json();
+  try {
+    await step('index page links every demo', async () => {
+      const page = await open('/');
+      for (const href of ['/chat.html', '/p2p.html', '/echo.html', '/ticker.html']) {
+        assert.equal(await page.locator(`a[href="${href}"]`).count(), 1, href);
+      }
+      await page.screenshot({ path: path.join(SHOTS, 'index.png'), fullPage: true });
+    });
+
+    let alice, bob;
+    await step('chat: two pages exchange messages both ways, multi-line and escaped', async () => {
+      alice = await open('/chat.html');
+      bob = await open('/chat.html');
+      await alice.fill('#nick', 'alice'); await alice.locator('#nick').dispatchEvent('change');
+      await bob.fill('#nick', 'bob'); await bob.locator('#nick').dispatchEvent('change');
+      await alice.locator('#state', { hasText: 'connected' }).waitFor();
+      await bob.locator('#state', { hasText: 'connected' }).waitFor();
+      await alice.fill('#text', 'hello from alice');
+      await alice.press('#text', 'Enter');
+      await bob.locator('#messages li', { hasText: 'hello from alice' }).waitFor();
+      await bob.fill('#text', 'line one\nline two');
+      await bob.click('#send');
+      const multi = alice.locator('#messages li', { hasText: 'line one' });
+      await multi.waitFor();
+      assert.match(await multi.innerText(), /line one\nline two/);
+      await alice.fill('#text', '<img src=x onerror="window.pwned=1"><b>bold</b>');
+      await alice.click('#send');
+      await bob.locator('#messages li', { hasText: '<b>bold</b>' }).waitFor();
+      assert.equal(await bob.locator('#messages b, #messages img').count(), 0, 'message text became HTML');
+      assert.equal(await bob.evaluate(() => window.pwned), undefined);
+      await alice.screenshot({ path: path.join(SHOTS, 'chat.png'), fullPage: true });
+    });
+
+    await step('chat: survives a server restart and shows what was published meanwhile, once', async () => {
+      const before = await alice.locator('#messages li:not(.system)').count();
+      assert.equal(await stopServer(server), 0, 'graceful shutdown exits 0');
+      await alice.locator('#state', { hasText: 'reconnecting' }).waitFor();
+      server = await startServer(port);
+      // Published before the page is back (it retries every 2 s).
+      const s = await stats();
+      assert.equal(s.connections.sse, 0, 'the page reconnected before the message was published');
+      const res = await fetch(base + '/chat', { method: 'POST', headers: { 'Content-Type': 'text/plain' },
+                                               body: JSON.stringify({ name: 'carol', msg: 'sent while you were away' }) });
+      assert.equal(res.status, 204);
+      const away = alice.locator('#messages li', { hasText: 'sent while you were away' });
+      await away.waitFor();
+      await alice.locator('#state', { hasText: 'connected' }).waitFor();
+      // A live message after the replay: once it is shown, any duplicate would be too.
+      await fetch(base + '/chat', { method: 'POST', body: JSON.stringify({ name: 'carol', msg: 'live again' }) });
+      await alice.locator('#messages li', { hasText: 'live again' }).waitFor();
+      assert.equal(await away.count(), 1, 'replayed message shown twice');
+      assert.equal(await alice.locator('#messages li:not(.system)').count(), before + 2);
+      // The new process cannot know what the old one had: the page is told (a `reset` event).
+      await alice.locator('#messages li.system', { hasText: 'no longer available' }).waitFor();
+      await alice.screenshot({ path: path.join(SHOTS, 'chat-after-restart.png'), fullPage: true });
+      await alice.context().close(); await bob.context().close();
+    });
+
+    await step('p2p: Bob sends Alice a message; Jack offline gets the notice; switching sender reconnects', async () => {
+      const bobPage = await open('/p2p.html?me=Bob&to=Alice');
+      const alicePage = await open('/p2p.html?me=Alice&to=Bob');
+      await bobPage.locator('#state', { hasText: 'online as Bob' }).waitFor();
+      await alicePage.locator('#state', { hasText: 'online as Alice' }).waitFor();
+      await bobPage.fill('#text', 'hi Alice, it is Bob');
+      await bobPage.click('#send');
+      await alicePage.locator('#log li', { hasText: 'hi Alice, it is Bob' }).waitFor();
+      assert.match(await alicePage.locator('#log li').last().innerText(), /^Bob → me:/);
+      await bobPage.selectOption('#to', 'Jack');
+      await bobPage.fill('#text', 'anyone there?');
+      await bobPage.click('#send');
+      await bobPage.locator('#notice', { hasText: 'offline' }).waitFor();
+      await bobPage.screenshot({ path: path.join(SHOTS, 'p2p-offline.png'), fullPage: true });
+      // Bob's page becomes Jack: the Bob socket closes, a Jack socket opens.
+      await bobPage.selectOption('#from', 'Jack');
+      await bobPage.locator('#state', { hasText: 'online as Jack' }).waitFor();
+      await alicePage.selectOption('#to', 'Jack');
+      await alicePage.fill('#text', 'hello Jack');
+      await alicePage.click('#send');
+      await bobPage.locator('#log li', { hasText: 'hello Jack' }).waitFor();
+      const toBob = await (await fetch(base + '/rest/message', { method: 'POST',
+        body: JSON.stringify({ from: 'x', to: 'Bob', content: 'still there?' }) })).json();
+      assert.deepEqual(toBob, { succeed: false, msg: 'recipient offline' }, 'the old Bob socket is still open');
+      await alicePage.screenshot({ path: path.join(SHOTS, 'p2p.png'), fullPage: true });
+      await bobPage.context().close(); await alicePage.context().close();
+    });
+
+    await step('echo: counter echoed, state and close code shown', async () => {
+      const page = await open('/echo.html');
+      await page.click('#connect');
+      await page.locator('#state', { hasText: 'OPEN' }).waitFor();
+      await page.locator('#log li', { hasText: 'echo: count 2' }).waitFor();
+      assert.ok(Number(await page.locator('#echoed').innerText()) >= 2);
+      await page.screenshot({ path: path.join(SHOTS, 'echo.png'), fullPage: true });
+      await page.click('#disconnect');
+      await page.locator('#state', { hasText: 'CLOSED' }).waitFor();
+      await page.locator('#code', { hasText: '1000' }).waitFor();
+      await page.context().close();
+    });
+
+    await step('ticker: connect time and a ticking clock; the timer stops when the page goes', async () => {
+      const page = await open('/ticker.html');
+      await page.locator('#state', { hasText: 'OPEN' }).waitFor();
+      await page.waitForFunction(() => Number(document.getElementById('ticks').textContent) >= 2);
+      assert.match(await page.locator('#connect').innerText(), /GMT$/);
+      assert.match(await page.locator('#now').innerText(), /\d\d:\d\d:\d\d GMT$/);
+      await page.screenshot({ path: path.join(SHOTS, 'ticker.png'), fullPage: true });
+      await page.context().close();
+      // Nobody listens any more: the clock channel loses its subscriber.
+      const t0 = Date.now();
+      while ((await stats()).subscribers.sse !== 0) {
+        assert.ok(Date.now() - t0 < WAIT, 'ticker subscriber still counted');
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    });
+  } finally {
+    await browser.close();
+    await stopServer(server);
+  }
+  console.log(`\n${steps.length} end-to-end checks passed; screenshots in ${SHOTS}`);
+}
+
+const limit = setTimeout(() => { console.error('e2e: run took longer than its limit'); process.exit(1); }, RUN_LIMIT);
+main().then(() => { clearTimeout(limit); process.exit(0); },
+            (e) => { console.error('FAIL', e); process.exit(1); });
