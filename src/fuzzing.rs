@@ -19,9 +19,11 @@ pub fn http_head(data: &[u8]) {
     let _ = whole;
 }
 
-/// Runs a reader over pieces the way the loop does; returns (method, target, body) of each
-/// request and the error, if any.
-fn read_all(limits: ReaderLimits, pieces: &[&[u8]]) -> (Vec<(String, String, Vec<u8>)>, Option<u16>) {
+/// (method, target, body) of each request read, and the status of the error that ended it.
+type ReadOutcome = (Vec<(String, String, Vec<u8>)>, Option<u16>);
+
+/// Runs a reader over pieces the way the loop does.
+fn read_all(limits: ReaderLimits, pieces: &[&[u8]]) -> ReadOutcome {
     let mut r = RequestReader::new(limits);
     let mut buf = Vec::new();
     let mut got = Vec::new();

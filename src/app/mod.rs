@@ -145,27 +145,11 @@ impl App {
 
     /// The ticker's timer fired: returns when it should fire next (`None`: nobody listens).
     pub fn tick(&mut self, now: Instant, wall_us: u64) -> Option<Instant> {
-        let mut wanted = true;
-        let mut ctx = Ctx {
-            config: &self.config,
-            stats: &self.stats,
-            static_dir: self.static_dir.as_ref(),
-            hub: &mut self.hub,
-            outbox: &mut self.outbox,
-            now,
-            wall_us,
-            ticker_wanted: &mut wanted,
-        };
-        demos::tick(&mut ctx).then(|| now + demos::TICK)
+        demos::tick(&mut self.ctx(now, wall_us)).then(|| now + demos::TICK)
     }
 
-    /// Routes one request. Unknown paths fall through to the static folder, then 404.
-    pub fn handle(&mut self, req: &Request, now: Instant, wall_us: u64) -> Reply {
-        self.stats.requests += 1;
-        let head = &req.head;
-        let path = head.path();
-        let found = self.router.lookup(head.method, path);
-        let mut ctx = Ctx {
+    fn ctx(&mut self, now: Instant, wall_us: u64) -> Ctx<'_> {
+        Ctx {
             config: &self.config,
             stats: &self.stats,
             static_dir: self.static_dir.as_ref(),
@@ -174,7 +158,16 @@ impl App {
             now,
             wall_us,
             ticker_wanted: &mut self.ticker_wanted,
-        };
+        }
+    }
+
+    /// Routes one request. Unknown paths fall through to the static folder, then 404.
+    pub fn handle(&mut self, req: &Request, now: Instant, wall_us: u64) -> Reply {
+        self.stats.requests += 1;
+        let head = &req.head;
+        let path = head.path();
+        let found = self.router.lookup(head.method, path);
+        let mut ctx = self.ctx(now, wall_us);
         match found {
             Match::Found(handler, params) => handler(&mut ctx, req, &params),
             Match::MethodNotAllowed(allow) if head.method == Method::Options => {

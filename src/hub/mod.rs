@@ -265,12 +265,12 @@ mod tests {
         assert_eq!(got, vec![&b"b1"[..], b"a2", b"b2"]);
         assert!(!bl.reset);
         // A client from before this process started: told it may have missed some.
-        assert!(hub.backlog(&[a.clone()], 50, now).reset);
+        assert!(hub.backlog(std::slice::from_ref(&a), 50, now).reset);
         // Evicting from history raises the floor.
         for i in 0..3 {
             hub.publish(&a, None, data(&format!("more{i}")), now, 0);
         }
-        let bl = hub.backlog(&[a.clone()], ids[0], now);
+        let bl = hub.backlog(std::slice::from_ref(&a), ids[0], now);
         assert!(bl.reset);
         assert_eq!(bl.messages.len(), 3);
     }
@@ -286,7 +286,7 @@ mod tests {
         assert!(!hub.sweep(t0 + Duration::from_secs(6)));
         assert_eq!(hub.channel_count(), 0);
         // What expired is reported as a gap.
-        assert!(hub.backlog(&[a.clone()], id - 1, t0 + Duration::from_secs(6)).reset);
+        assert!(hub.backlog(std::slice::from_ref(&a), id - 1, t0 + Duration::from_secs(6)).reset);
         let slot = hub.subscribe(&a, sub(1));
         assert_eq!(hub.subscriber_count(&a), 1);
         hub.unsubscribe(&a, slot);
