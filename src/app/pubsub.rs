@@ -6,7 +6,7 @@ use std::borrow::Cow;
 
 use super::{Ctx, Params, Reply, StreamKind, Subscription, WsSession};
 use crate::hub::{valid_channel_name, valid_user_name, TopicKey};
-use crate::proto::http1::{Request, Response};
+use crate::proto::http1::{Body, Method, Request, Response};
 use crate::proto::ws::handshake;
 
 /// `GET /channels/{name}`: subscribe to one channel.
@@ -85,8 +85,14 @@ pub fn multi_subscribe(ctx: &mut Ctx<'_>, req: &Request, _: &Params) -> Reply {
     if handshake::wants_upgrade(&req.head) {
         return json_error(ctx, 400, "for several channels over WebSocket, use /ws");
     }
-    let mut keys: Vec<TopicKey> = names.iter().map(|n| TopicKey::channel(n)).collect();
-    keys.dedup();
+    // A channel named twice is followed once (else every message would come twice).
+    let mut keys: Vec<TopicKey> = Vec::with_capacity(names.len());
+    for n in &names {
+        let k = TopicKey::channel(n);
+        if !keys.contains(&k) {
+            keys.push(k);
+        }
+    }
     subscribe(ctx, req, keys, false)
 }
 
@@ -102,12 +108,18 @@ fn subscribe(ctx: &mut Ctx<'_>, req: &Request, topics: Vec<TopicKey>, ws_publish
         Ok(s) => s,
         Err(()) => return json_error(ctx, 400, "invalid last event id: expected a message id"),
     };
+    let sse = accepts_event_stream(req);
+    if req.head.method == Method::Head {
+        // What a GET would start, without starting it: a HEAD never subscribes.
+        let ct = if sse { "text/event-stream; charset=utf-8" } else { "application/json" };
+        return with_cors(ctx, Response::new(200, ct, Body::Empty)).into();
+    }
     if handshake::wants_upgrade(&req.head) {
         let key = topics.into_iter().next().expect("one topic");
         let publish = ws_publish && ctx.config.ws_publish && ws_may_publish(ctx, req);
         return websocket(ctx, req, WsSession::Topic { key, publish, since });
     }
-    let kind = if accepts_event_stream(req) { StreamKind::Sse } else { StreamKind::LongPoll };
+    let kind = if sse { StreamKind::Sse } else { StreamKind::LongPoll };
     Reply::Subscribe(Subscription {
         kind,
         topics,

@@ -119,8 +119,10 @@ fn match_pattern(pattern: &[Segment], segs: &[&str]) -> Option<Params> {
     let mut params = Params::default();
     for (p, s) in pattern.iter().zip(segs) {
         if let Segment::Param(name) = p {
-            let v = percent_encoding::percent_decode_str(s).decode_utf8().ok()?;
-            params.0.push((name, v.into_owned()));
+            // A segment that does not decode to UTF-8 still matches, as an empty value: the
+            // handler refuses it with its own error (400), not a misleading 404.
+            let v = percent_encoding::percent_decode_str(s).decode_utf8().map(|c| c.into_owned());
+            params.0.push((name, v.unwrap_or_default()));
         }
     }
     Some(params)
@@ -142,6 +144,10 @@ mod tests {
         assert!(matches!(r.lookup(Method::Head, "/healthz"), Match::Found(..)));
         match r.lookup(Method::Get, "/channels/a%20b") {
             Match::Found(_, p) => assert_eq!(p.get("name"), Some("a b")),
+            _ => panic!(),
+        }
+        match r.lookup(Method::Get, "/channels/%FF") {
+            Match::Found(_, p) => assert_eq!(p.get("name"), Some("")),
             _ => panic!(),
         }
         assert!(matches!(r.lookup(Method::Get, "/channels"), Match::NotFound));

@@ -166,7 +166,10 @@ impl Conn {
     /// is streaming (pipelined requests wait their turn) and while output is over its cap
     /// (back-pressure: a client that does not read stops being read).
     pub fn wants_input(&self, cfg: &Config) -> bool {
-        matches!(self.life, Life::Open) && !self.sending_file() && self.out.len() < cfg.pause_reading_bytes
+        // A held long-poll is read only to notice the client leaving; once a pipelined
+        // request is buffered behind it, reading stops until the poll is answered.
+        let poll_blocked = matches!(self.transport, Transport::LongPoll(_)) && !self.inbuf.is_empty();
+        matches!(self.life, Life::Open) && !self.sending_file() && !poll_blocked && self.out.len() < cfg.pause_reading_bytes
     }
 
     /// Nothing in flight: no partial request, no output, no file.

@@ -544,9 +544,11 @@ fn process(conn: &mut Conn, input: &[u8], env: &mut Env<'_>) -> (usize, Stop) {
         let (used, stop) = match conn.transport {
             Transport::Http(_) => http::process_input(conn, &input[pos..], env),
             Transport::WebSocket(_) => ws::process_input(conn, &input[pos..], env),
-            // A stream's client has nothing more to say; what it sends anyway is dropped
-            // (reading still notices its EOF).
-            Transport::Sse(_) | Transport::LongPoll(_) => (input.len() - pos, Stop::NeedMore),
+            // An SSE client has nothing more to say (the stream ends with the connection):
+            // what it sends anyway is dropped; reading still notices its EOF.
+            Transport::Sse(_) => (input.len() - pos, Stop::NeedMore),
+            // A request pipelined behind a held long-poll waits for the poll's answer.
+            Transport::LongPoll(_) => (0, Stop::Blocked),
         };
         pos += used;
         let switched = was_http && !matches!(conn.transport, Transport::Http(_));
