@@ -60,6 +60,9 @@ pub struct Config {
     pub allowed_origins: Vec<String>,
     /// Messages each channel keeps for replay (`Last-Event-ID`, `?since=`).
     pub history_len: usize,
+    /// ...and all channels together at most this many bytes of message data; past it the
+    /// oldest messages go first. Bounds what publishers can make the server hold.
+    pub history_bytes: usize,
     /// ...and for at most this long. A client away longer is told it missed some (`reset`).
     pub history_ttl: Duration,
     /// The `retry:` an SSE stream starts with: how long a browser waits before reconnecting.
@@ -104,6 +107,7 @@ impl Default for Config {
             allowed_origins: Vec::new(),
             history_len: 100,
             history_ttl: Duration::from_secs(300),
+            history_bytes: 64 * 1024 * 1024,
             sse_retry: Duration::from_millis(3000),
             sse_heartbeat: Duration::from_secs(15),
             poll_timeout: Duration::from_secs(30),

@@ -31,6 +31,7 @@ Options:
                              default: any origin)
   --history N                messages each channel keeps for replay [default: 100]
   --history-ttl SECS         ...for at most this long [default: 300]
+  --history-bytes N          all channels' history together, bytes [default: 67108864]
   --sse-retry MILLIS         the retry: an SSE stream starts with [default: 3000]
   --sse-heartbeat SECS       a comment line on idle SSE streams this often [default: 15]
   --poll-timeout SECS        long-polls with nothing to deliver get 204 after [default: 30]
@@ -110,6 +111,7 @@ fn parse_args() -> Result<Option<Config>, lexopt::Error> {
             Long("ws-ping-timeout") => c.ws_ping_timeout = secs(parser.value()?.parse()?),
             Long("allowed-origin") => c.allowed_origins.push(parser.value()?.string()?),
             Long("history") => c.history_len = parser.value()?.parse()?,
+            Long("history-bytes") => c.history_bytes = parser.value()?.parse()?,
             Long("history-ttl") => c.history_ttl = secs(parser.value()?.parse()?),
             Long("sse-retry") => c.sse_retry = Duration::from_millis(parser.value()?.parse()?),
             Long("sse-heartbeat") => c.sse_heartbeat = secs(parser.value()?.parse()?),

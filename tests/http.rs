@@ -1268,3 +1268,59 @@ fn listen_overrides_port_env_and_bad_port_exits_2() {
     let (st, _, err) = run_cli(&["--stats-interval", "0"], &[("PORT", "notaport")]);
     assert_eq!(st.code(), Some(2), "{err}");
 }
+
+// ---------------------------------------------------------------------------------------
+// Accept errors (EMFILE): the loop neither spins nor stops; it serves the connections it
+// has and accepts again once descriptors are free.
+// ---------------------------------------------------------------------------------------
+
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name (which is in parentheses): utime is the 12th, stime 13th.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split(' ').collect();
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+#[test]
+fn running_out_of_descriptors_does_not_stop_the_server() {
+    let server = Server::start_with_fd_limit(32, &[]);
+    let mut first = server.client();
+    first.send(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(first.response().status, 200);
+    // More connections than descriptors: the rest wait in the listen backlog.
+    let mut held: Vec<Client> = (0..60).map(|_| server.client()).collect();
+    wait_for("the server to run out of descriptors", || server.log().contains("pausing accepts"));
+    // No busy loop while the backlog cannot be accepted.
+    let before = cpu_ticks(server.pid());
+    let t0 = std::time::Instant::now();
+    while t0.elapsed() < std::time::Duration::from_secs(1) {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let used = cpu_ticks(server.pid()) - before;
+    assert!(used < 20, "the server used {used} ticks of CPU in 1 s while out of descriptors");
+    // The connections it has are still served.
+    first.send(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(first.response().status, 200);
+    // Free descriptors: new connections are accepted and served again.
+    held.clear();
+    let mut again = server.client();
+    again.send(b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    assert_eq!(again.response().status, 200);
+}
+
+// A client that sends its request and its FIN together (`printf ... | nc -N`) gets its
+// answer and then the close at once, not after the keep-alive timeout: epoll reported the
+// FIN with the data, and no later event would.
+#[test]
+fn request_and_fin_together_get_answer_and_close() {
+    let server = Server::start(&[]);
+    for _ in 0..20 {
+        let mut c = server.client();
+        c.send(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n");
+        c.stream.shutdown(std::net::Shutdown::Write).unwrap();
+        assert_eq!(c.response().status, 200);
+        // The read timeout is 10 s and the keep-alive 75 s: EOF here means the server noticed.
+        assert!(c.is_closed());
+    }
+}

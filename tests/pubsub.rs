@@ -1610,3 +1610,73 @@ fn head_on_a_subscription_does_not_subscribe() {
     assert_eq!(s["subscribers"]["sse"], 0);
     assert_eq!(s["subscribers"]["longpoll"], 0);
 }
+
+// ---- Found in review ----
+
+// A single message larger than --max-output still reaches a subscriber that keeps up: only
+// output already waiting counts towards the cut-off.
+#[test]
+fn one_large_message_does_not_cut_off_a_fast_subscriber() {
+    let server = Server::start(&["--max-output", "65536"]);
+    let mut sse = open_sse(&server, "/channels/big", "");
+    let big = "x".repeat(200_000);
+    let (_, n) = publish(&server, "big", &big);
+    assert_eq!(n, 1);
+    let (_, data) = sse.message();
+    assert_eq!(data.len(), big.len());
+    assert_eq!(stats(&server)["slow_consumer_disconnects"], 0);
+}
+
+// A publish and a resuming subscribe in the same turn of the loop (one write on /ws): the
+// message comes once, from the replay, not again as a live delivery.
+#[test]
+fn publish_then_resuming_subscribe_in_one_write_delivers_once() {
+    let server = Server::start(&[]);
+    let since = publish_id(&server, "once", "before");
+    let mut ws = ws_open(&server, "/ws", "");
+    let mut wire = frame(true, 0x1, br#"{"op":"publish","channel":"once","data":"x"}"#);
+    wire.extend(frame(true, 0x1, format!(r#"{{"op":"subscribe","channel":"once","since":"{since}"}}"#).as_bytes()));
+    wire.extend(frame(true, 0x1, br#"{"op":"publish","channel":"once","data":"after"}"#));
+    ws.send(&wire);
+    let mut datas = Vec::new();
+    for _ in 0..20 {
+        let (_, op, payload) = read_frame(&mut ws);
+        assert_eq!(op, 0x1);
+        let v: Value = serde_json::from_slice(&payload).unwrap();
+        if let Some(d) = v.get("data").and_then(Value::as_str) {
+            datas.push(d.to_string());
+            if d == "after" {
+                break;
+            }
+        }
+    }
+    assert_eq!(datas, vec!["x", "after"]);
+}
+
+// The newest of the ids given wins: a page opened with ?lastEventId=A reconnects to the same
+// URL with the header saying B > A.
+#[test]
+fn newest_resume_id_wins() {
+    let server = Server::start(&[]);
+    let a = publish_id(&server, "ids", "one");
+    let b = publish_id(&server, "ids", "two");
+    publish_id(&server, "ids", "three");
+    let mut sse = open_sse(&server, &format!("/channels/ids?lastEventId={a}"), &format!("Last-Event-ID: {b}\r\n"));
+    let (_, data) = sse.message();
+    assert_eq!(data, "three");
+}
+
+// HEAD on the classic SSE routes answers at once and subscribes nothing.
+#[test]
+fn head_on_chat_and_stream() {
+    let server = Server::start(&[]);
+    for path in ["/chat", "/stream"] {
+        let mut c = server.client();
+        c.send(format!("HEAD {path} HTTP/1.1\r\nHost: t\r\n\r\nGET /healthz HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes());
+        let r = c.response_to(true);
+        assert_eq!(r.status, 200);
+        assert!(r.header("content-type").unwrap().starts_with("text/event-stream"));
+        assert_eq!(c.response().status, 200, "{path}: the next request is answered");
+    }
+    assert_eq!(stats(&server)["subscribers"]["sse"], 0);
+}

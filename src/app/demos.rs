@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use super::pubsub::{self, resume_id};
 use super::{Ctx, Params, Reply, StreamKind, Subscription, WsSession};
 use crate::hub::{valid_user_name, TopicKey};
-use crate::proto::http1::{Body, Request, Response};
+use crate::proto::http1::{Body, Method, Request, Response};
 
 /// The chat room's channel.
 pub const CHAT: &str = "chat";
@@ -20,6 +20,9 @@ pub const CLOCK: &str = "clock";
 /// `GET /chat`: the chat room as an event stream, starting with `data: Connected`. A browser
 /// that reconnects with `Last-Event-ID` first gets what it missed.
 pub fn chat_stream(ctx: &mut Ctx<'_>, req: &Request, _: &Params) -> Reply {
+    if req.head.method == Method::Head {
+        return pubsub::head_of_stream(ctx, true);
+    }
     let since = match resume_id(req) {
         Ok(s) => s,
         Err(()) => return pubsub::json_error(ctx, 400, "invalid Last-Event-ID"),
@@ -43,7 +46,10 @@ pub fn chat_post(ctx: &mut Ctx<'_>, req: &Request, _: &Params) -> Reply {
 
 /// `GET /stream`: `retry: 10000`, an event `connecttime` with the connect time, then the
 /// time every second (the `clock` channel). CORS open, as in the classic example.
-pub fn ticker_stream(ctx: &mut Ctx<'_>, _: &Request, _: &Params) -> Reply {
+pub fn ticker_stream(ctx: &mut Ctx<'_>, req: &Request, _: &Params) -> Reply {
+    if req.head.method == Method::Head {
+        return pubsub::head_of_stream(ctx, true);
+    }
     *ctx.ticker_wanted = true;
     Reply::Subscribe(Subscription {
         kind: StreamKind::Sse,

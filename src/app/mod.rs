@@ -123,7 +123,7 @@ impl App {
             Some(dir) => Some(StaticDir::new(dir)?),
             None => None,
         };
-        let hub = Hub::new(config.history_len, config.history_ttl, wall_us);
+        let hub = Hub::new(config.history_len, config.history_ttl, config.history_bytes, wall_us);
         Ok(App {
             router: routes::routes(),
             stats: Stats::new(now),

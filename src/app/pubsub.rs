@@ -110,9 +110,7 @@ fn subscribe(ctx: &mut Ctx<'_>, req: &Request, topics: Vec<TopicKey>, ws_publish
     };
     let sse = accepts_event_stream(req);
     if req.head.method == Method::Head {
-        // What a GET would start, without starting it: a HEAD never subscribes.
-        let ct = if sse { "text/event-stream; charset=utf-8" } else { "application/json" };
-        return with_cors(ctx, Response::new(200, ct, Body::Empty)).into();
+        return head_of_stream(ctx, sse);
     }
     if handshake::wants_upgrade(&req.head) {
         let key = topics.into_iter().next().expect("one topic");
@@ -128,6 +126,18 @@ fn subscribe(ctx: &mut Ctx<'_>, req: &Request, topics: Vec<TopicKey>, ws_publish
         greeting: None,
         retry_ms: ctx.config.sse_retry.as_millis() as u64,
     })
+}
+
+/// A HEAD on a subscription route: the headers a GET would start with, and no subscription.
+pub fn head_of_stream(ctx: &Ctx<'_>, sse: bool) -> Reply {
+    let r = if sse {
+        Response::new(200, "text/event-stream; charset=utf-8", Body::Empty)
+            .header("Cache-Control", "no-cache")
+            .header("X-Accel-Buffering", "no")
+    } else {
+        Response::new(200, "application/json", Body::Empty)
+    };
+    with_cors(ctx, r).into()
 }
 
 pub fn websocket(ctx: &mut Ctx<'_>, req: &Request, session: WsSession) -> Reply {
@@ -148,20 +158,20 @@ pub fn accepts_event_stream(req: &Request) -> bool {
 
 /// Where a returning subscriber left off: `Last-Event-ID` (header; EventSource sends it on
 /// reconnect), `?lastEventId=` (EventSource polyfills), or `?since=` (long-poll cursors).
+/// When several are given the latest wins: a page opened with `?lastEventId=100` that has
+/// since seen 150 reconnects to the same URL with the header saying 150.
 /// `Err` for an id that is not one of ours.
 pub fn resume_id(req: &Request) -> Result<Option<u64>, ()> {
-    let from_query = query_values(req, "since").chain(query_values(req, "lastEventId")).next();
-    let raw = match from_query {
-        Some(q) => q,
-        None => match req.head.header_str("last-event-id") {
-            Some(h) => h.trim().to_string(),
-            None => return Ok(None),
-        },
-    };
-    if raw.is_empty() {
-        return Ok(None);
+    let header = req.head.header_str("last-event-id").map(|h| h.trim().to_string());
+    let mut best: Option<u64> = None;
+    for raw in query_values(req, "since").chain(query_values(req, "lastEventId")).chain(header) {
+        if raw.is_empty() {
+            continue;
+        }
+        let id = raw.parse::<u64>().map_err(|_| ())?;
+        best = Some(best.map_or(id, |b| b.max(id)));
     }
-    raw.parse::<u64>().map(Some).map_err(|_| ())
+    Ok(best)
 }
 
 /// The values of a query parameter, decoded.

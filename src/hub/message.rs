@@ -41,6 +41,11 @@ impl Message {
         Message { kind, topic, id, event, data, published: now, encoded: Default::default() }
     }
 
+    /// What the message counts for in the history budget: its data and event name.
+    pub fn size(&self) -> usize {
+        self.data.len() + self.event.as_ref().map_or(0, |e| e.len())
+    }
+
     /// The message's bytes in `enc`, encoded on first use.
     pub fn encoded(&self, enc: Encoding) -> &Rc<[u8]> {
         self.encoded[enc as usize].get_or_init(|| {

@@ -104,6 +104,9 @@ pub struct Hub {
     topics: HashMap<TopicKey, Topic>,
     history_len: usize,
     history_ttl: Duration,
+    /// Bytes of message data kept in all histories, and the most that may be.
+    history_bytes: usize,
+    history_budget: usize,
     /// The last id handed out.
     last_id: u64,
     /// The highest floor of any topic forgotten so far. A topic created anew starts there:
@@ -116,15 +119,22 @@ pub struct Hub {
 
 impl Hub {
     /// `wall_us`: microseconds since the Unix epoch now (a parameter: the hub reads no clock).
-    pub fn new(history_len: usize, history_ttl: Duration, wall_us: u64) -> Hub {
+    pub fn new(history_len: usize, history_ttl: Duration, history_budget: usize, wall_us: u64) -> Hub {
         Hub {
             topics: HashMap::new(),
             history_len,
             history_ttl,
+            history_bytes: 0,
+            history_budget,
             last_id: wall_us,
             forgotten_floor: wall_us,
             stats: HubStats::default(),
         }
+    }
+
+    /// The id of the latest message published (or the start point, before any).
+    pub fn last_id(&self) -> u64 {
+        self.last_id
     }
 
     fn next_id(&mut self, wall_us: u64) -> u64 {
@@ -168,10 +178,26 @@ impl Hub {
         let id = self.next_id(wall_us);
         let (len, ttl) = (self.history_len, self.history_ttl);
         let msg = Rc::new(Message::new(key.kind, key.name.clone(), id, event.map(Rc::from), data, now));
-        self.topic(key).record(msg.clone(), len, ttl, now);
+        let delta = self.topic(key).record(msg.clone(), len, ttl, now);
+        self.history_bytes = self.history_bytes.saturating_add_signed(delta);
+        self.enforce_budget();
         self.stats.published += 1;
         self.forget_if_empty(key);
         msg
+    }
+
+    /// Over the byte budget, the oldest messages of all channels go first. A scan of the
+    /// channels per eviction: only reached when publishers push more data than the budget
+    /// holds, where each eviction stands for a large amount of received data anyway.
+    fn enforce_budget(&mut self) {
+        while self.history_bytes > self.history_budget {
+            let oldest = self.topics.iter().filter_map(|(k, t)| t.oldest().map(|id| (id, k))).min_by_key(|(id, _)| *id);
+            let Some((_, key)) = oldest else { break };
+            let key = key.clone();
+            let freed = self.topics.get_mut(&key).map_or(0, Topic::evict_front);
+            self.history_bytes -= freed;
+            self.forget_if_empty(&key);
+        }
     }
 
     pub fn subscribers(&self, key: &TopicKey) -> impl Iterator<Item = &Subscriber> {
@@ -190,7 +216,7 @@ impl Hub {
         for key in keys {
             match self.topics.get_mut(key) {
                 Some(t) => {
-                    t.expire(ttl, now);
+                    self.history_bytes -= t.expire(ttl, now);
                     b.reset |= since < t.floor;
                     b.messages.extend(t.since(since).cloned());
                 }
@@ -206,8 +232,9 @@ impl Hub {
     pub fn sweep(&mut self, now: Instant) -> bool {
         let ttl = self.history_ttl;
         let mut floor = self.forgotten_floor;
+        let mut freed = 0;
         self.topics.retain(|_, t| {
-            t.expire(ttl, now);
+            freed += t.expire(ttl, now);
             let keep = !(t.subscribers.is_empty() && t.history_is_empty());
             if !keep {
                 floor = floor.max(t.floor);
@@ -215,6 +242,7 @@ impl Hub {
             keep
         });
         self.forgotten_floor = floor;
+        self.history_bytes -= freed;
         self.topics.values().any(|t| !t.history_is_empty())
     }
 
@@ -236,13 +264,13 @@ mod tests {
     }
 
     fn sub(token: usize) -> Subscriber {
-        Subscriber { conn: ConnRef { token, id: token as u64 }, encoding: Encoding::Sse }
+        Subscriber { conn: ConnRef { token, id: token as u64 }, encoding: Encoding::Sse, after: 0 }
     }
 
     #[test]
     fn ids_increase_even_when_the_clock_does_not() {
         let now = Instant::now();
-        let mut hub = Hub::new(10, Duration::from_secs(60), 1000);
+        let mut hub = Hub::new(10, Duration::from_secs(60), 1 << 20, 1000);
         let a = TopicKey::channel("a");
         let ids: Vec<u64> = (0..5).map(|_| hub.publish(&a, None, data("x"), now, 500).id).collect();
         assert_eq!(ids, vec![1001, 1002, 1003, 1004, 1005]);
@@ -252,7 +280,7 @@ mod tests {
     #[test]
     fn backlog_merges_channels_and_signals_gaps() {
         let now = Instant::now();
-        let mut hub = Hub::new(3, Duration::from_secs(60), 100);
+        let mut hub = Hub::new(3, Duration::from_secs(60), 1 << 20, 100);
         let (a, b) = (TopicKey::channel("a"), TopicKey::channel("b"));
         hub.subscribe(&a, sub(1));
         hub.subscribe(&b, sub(2));
@@ -278,7 +306,7 @@ mod tests {
     #[test]
     fn history_expires_and_empty_topics_are_forgotten() {
         let t0 = Instant::now();
-        let mut hub = Hub::new(100, Duration::from_secs(5), 0);
+        let mut hub = Hub::new(100, Duration::from_secs(5), 1 << 20, 0);
         let a = TopicKey::channel("a");
         let id = hub.publish(&a, None, data("x"), t0, 0).id;
         assert_eq!(hub.channel_count(), 1);
@@ -291,6 +319,21 @@ mod tests {
         assert_eq!(hub.subscriber_count(&a), 1);
         hub.unsubscribe(&a, slot);
         assert_eq!(hub.channel_count(), 0);
+    }
+
+    #[test]
+    fn byte_budget_evicts_the_oldest_across_channels() {
+        let now = Instant::now();
+        let mut hub = Hub::new(100, Duration::from_secs(60), 10, 0);
+        let (a, b) = (TopicKey::channel("a"), TopicKey::channel("b"));
+        let first = hub.publish(&a, None, data("aaaa"), now, 0).id;
+        hub.publish(&b, None, data("bbbb"), now, 0);
+        hub.publish(&b, None, data("cccc"), now, 0); // 12 bytes: "aaaa" goes
+        let bl = hub.backlog(std::slice::from_ref(&a), first - 1, now);
+        assert!(bl.reset && bl.messages.is_empty());
+        assert_eq!(hub.backlog(std::slice::from_ref(&b), first, now).messages.len(), 2);
+        assert_eq!(hub.history_bytes, 8);
+        assert_eq!(hub.channel_count(), 1, "channel a, empty and unsubscribed, is forgotten");
     }
 
     #[test]

@@ -13,6 +13,8 @@ use super::{ConnRef, Encoding, Message};
 pub struct Subscriber {
     pub conn: ConnRef,
     pub encoding: Encoding,
+    /// The last message id when it subscribed: only later messages are delivered live.
+    pub after: u64,
 }
 
 #[derive(Debug)]
@@ -35,29 +37,45 @@ impl Topic {
         self.history.is_empty()
     }
 
-    /// Appends to history, evicting past `len` messages or `ttl` of age.
-    pub fn record(&mut self, msg: Rc<Message>, len: usize, ttl: Duration, now: Instant) {
+    /// Appends to history, evicting past `len` messages or `ttl` of age. Returns the change
+    /// in history bytes (added minus evicted) for the hub's budget.
+    pub fn record(&mut self, msg: Rc<Message>, len: usize, ttl: Duration, now: Instant) -> isize {
         if len == 0 {
             self.floor = self.floor.max(msg.id);
-            return;
+            return 0;
         }
+        let mut delta = msg.size() as isize;
         self.history.push_back(msg);
         while self.history.len() > len {
-            self.evict_front();
+            delta -= self.evict_front() as isize;
         }
-        self.expire(ttl, now);
+        delta - self.expire(ttl, now) as isize
     }
 
-    pub fn expire(&mut self, ttl: Duration, now: Instant) {
+    /// Drops messages older than `ttl`; returns the bytes freed.
+    pub fn expire(&mut self, ttl: Duration, now: Instant) -> usize {
+        let mut freed = 0;
         while self.history.front().is_some_and(|m| now.duration_since(m.published) >= ttl) {
-            self.evict_front();
+            freed += self.evict_front();
+        }
+        freed
+    }
+
+    /// Drops the oldest message (raising the floor: a client behind it gets a reset);
+    /// returns the bytes freed.
+    pub fn evict_front(&mut self) -> usize {
+        match self.history.pop_front() {
+            Some(m) => {
+                self.floor = self.floor.max(m.id);
+                m.size()
+            }
+            None => 0,
         }
     }
 
-    fn evict_front(&mut self) {
-        if let Some(m) = self.history.pop_front() {
-            self.floor = self.floor.max(m.id);
-        }
+    /// The id of the oldest message kept.
+    pub fn oldest(&self) -> Option<u64> {
+        self.history.front().map(|m| m.id)
     }
 
     /// History after `id`, oldest first.

@@ -109,6 +109,9 @@ pub struct Conn {
     pub stalled: bool,
     /// The peer shut down its sending side.
     pub peer_eof: bool,
+    /// epoll said the peer's FIN has arrived (EPOLLRDHUP): read until EOF, because no later
+    /// event will announce it.
+    pub read_closed: bool,
     /// WRITABLE is registered (only while output is blocked).
     pub write_interest: bool,
     /// Queued on the loop's pending list (can make progress without a new event).
@@ -135,6 +138,7 @@ impl Conn {
             read_ready: false,
             stalled: false,
             peer_eof: false,
+            read_closed: false,
             write_interest: false,
             pending: false,
             dead: false,

@@ -6,8 +6,8 @@
 //! marked dead, so no slot is reused while this iteration still holds its token.
 
 use std::collections::VecDeque;
-use std::io::{self, Read};
-use std::net::{Shutdown, SocketAddr};
+use std::io;
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -18,11 +18,11 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
-use super::conn::{reader_limits, Conn, Expiry, Life, Transport, LINGER};
+use super::conn::{reader_limits, Conn, Expiry, Life, Transport};
+use super::drive::{drive_conn, update_interest};
 use super::stream::{self, Pushed};
-use super::http::{self, Env, Stop};
+use super::http::{self, Env};
 use super::ws;
-use super::outbuf::Flush;
 use super::timers::{TimerKey, Timers};
 use crate::app::App;
 use crate::config::Config;
@@ -36,10 +36,6 @@ const SIGNALS: Token = Token(usize::MAX - 2);
 /// Size of the shared read buffer. Every read lands here first; a connection copies out only
 /// what it cannot use yet. 64 KiB lets one read take a burst of pipelined requests.
 const SCRATCH: usize = 64 * 1024;
-/// A streamed file is read in pieces of this size, whenever the output queue is below it.
-const FILE_CHUNK: usize = 64 * 1024;
-/// Bytes of a file sent to one connection per wake-up before the others get their turn.
-const FILE_BUDGET: usize = 1024 * 1024;
 /// Connections taken from the pending list per turn of the loop.
 const PENDING_PER_TURN: usize = 1024;
 /// How often history expiry runs while any channel keeps history.
@@ -69,6 +65,8 @@ pub struct Server {
     sweep_armed: bool,
     /// The app's ticker timer is scheduled.
     tick_armed: bool,
+    /// Accepts are paused for lack of descriptors (logged once per shortage).
+    accepts_starved: bool,
 }
 
 /// Microseconds since the Unix epoch: message ids.
@@ -107,6 +105,7 @@ impl Server {
             draining: None,
             sweep_armed: false,
             tick_armed: false,
+            accepts_starved: false,
         })
     }
 
@@ -177,6 +176,10 @@ impl Server {
             let Some(listener) = &self.listener else { return };
             match listener.accept() {
                 Ok((mut sock, _peer)) => {
+                    if self.accepts_starved {
+                        self.accepts_starved = false;
+                        log::info!("accepting connections again");
+                    }
                     if self.conns.len() >= self.app.config.max_connections {
                         // Dropping closes it: over capacity, refusing is kinder than stalling.
                         continue;
@@ -203,7 +206,11 @@ impl Server {
                     // EMFILE/ENFILE: the pending connection stays in the backlog and the
                     // listener stays readable. Retrying now would spin; wait a little while
                     // the existing connections keep being served.
-                    log::warn!("accept: {e}; pausing accepts for {ACCEPT_BACKOFF:?}");
+                    // Said once per shortage, not every 100 ms.
+                    if !self.accepts_starved {
+                        self.accepts_starved = true;
+                        log::warn!("accept: {e}; pausing accepts, retrying every {ACCEPT_BACKOFF:?}");
+                    }
                     if let Some(mut l) = self.listener.take() {
                         let _ = self.poll.registry().deregister(&mut l);
                         self.listener = Some(l);
@@ -262,6 +269,9 @@ impl Server {
         let Some(conn) = self.conns.get_mut(token.0) else { return };
         if event.is_readable() || event.is_read_closed() || event.is_error() {
             conn.read_ready = true;
+        }
+        if event.is_read_closed() || event.is_error() {
+            conn.read_closed = true;
         }
         self.drive(token);
     }
@@ -350,6 +360,9 @@ impl Server {
         let (mut delivered, mut cut) = (0u64, 0u64);
         let mut polls = Vec::new();
         for sub in self.app.hub.subscribers(&key) {
+            if msg.id <= sub.after {
+                continue; // published before it subscribed: its replay had it
+            }
             let Some(conn) = self.conns.get_mut(sub.conn.token) else { continue };
             if conn.id != sub.conn.id {
                 continue;
@@ -473,198 +486,6 @@ impl Server {
             self.app.stats.conn_closed(conn.kind());
         }
     }
-}
-
-/// The per-connection work of one wake-up. Returns false when the connection is dead.
-fn drive_conn(conn: &mut Conn, scratch: &mut [u8], env: &mut Env<'_>) -> bool {
-    if !write_out(conn, env) {
-        return false;
-    }
-    if let Life::Lingering { .. } = conn.life {
-        return discard_input(conn, scratch, env);
-    }
-    // Input already buffered first (processing may have stopped at a limit last time).
-    if conn.stalled && conn.wants_input(&env.app.config) {
-        process_buffered(conn, env);
-    }
-    while conn.read_ready && !conn.stalled && conn.wants_input(&env.app.config) {
-        match conn.sock.read(scratch) {
-            Ok(0) => {
-                conn.peer_eof = true;
-                conn.read_ready = false;
-            }
-            Ok(n) => {
-                env.app.stats.bytes_in += n as u64;
-                conn.last_progress = env.now;
-                if n < scratch.len() {
-                    // A short read drained the socket buffer. Data or a FIN arriving after
-                    // this raises a new edge, so reading again now would only cost an EAGAIN.
-                    conn.read_ready = false;
-                }
-                if conn.inbuf.is_empty() {
-                    // The common case: use the bytes straight from the shared buffer and keep
-                    // only an incomplete tail.
-                    let (used, stop) = process(conn, &scratch[..n], env);
-                    if used < n && !matches!(conn.life, Life::CloseAfterFlush) {
-                        conn.inbuf.extend_from_slice(&scratch[used..n]);
-                    }
-                    conn.stalled = stop == Stop::Blocked && !conn.inbuf.is_empty();
-                } else {
-                    conn.inbuf.extend_from_slice(&scratch[..n]);
-                    process_buffered(conn, env);
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => conn.read_ready = false,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => {
-                log::debug!("conn {}: read: {e}", conn.id);
-                return false;
-            }
-        }
-    }
-    if !matches!(conn.life, Life::Open) {
-        conn.inbuf = Vec::new();
-        conn.stalled = false;
-    }
-    if !write_out(conn, env) {
-        return false;
-    }
-    if let Life::Lingering { .. } = conn.life {
-        return discard_input(conn, scratch, env);
-    }
-    true
-}
-
-/// Offers input to whatever the connection speaks. When a request upgrades the connection,
-/// the bytes behind it (sent before the 101 arrived) go to the new protocol.
-fn process(conn: &mut Conn, input: &[u8], env: &mut Env<'_>) -> (usize, Stop) {
-    let mut pos = 0;
-    loop {
-        let was_http = matches!(conn.transport, Transport::Http(_));
-        let (used, stop) = match conn.transport {
-            Transport::Http(_) => http::process_input(conn, &input[pos..], env),
-            Transport::WebSocket(_) => ws::process_input(conn, &input[pos..], env),
-            // An SSE client has nothing more to say (the stream ends with the connection):
-            // what it sends anyway is dropped; reading still notices its EOF.
-            Transport::Sse(_) => (input.len() - pos, Stop::NeedMore),
-            // A request pipelined behind a held long-poll waits for the poll's answer.
-            Transport::LongPoll(_) => (0, Stop::Blocked),
-        };
-        pos += used;
-        let switched = was_http && !matches!(conn.transport, Transport::Http(_));
-        if !switched || pos >= input.len() || stop == Stop::NeedMore {
-            return (pos, stop);
-        }
-    }
-}
-
-/// Offers the connection's buffered input to its transport and keeps what is left.
-fn process_buffered(conn: &mut Conn, env: &mut Env<'_>) {
-    let buf = std::mem::take(&mut conn.inbuf);
-    let (used, stop) = process(conn, &buf, env);
-    let mut buf = buf;
-    if used >= buf.len() {
-        buf = Vec::new();
-    } else {
-        buf.drain(..used);
-    }
-    conn.inbuf = buf;
-    conn.stalled = stop == Stop::Blocked && !conn.inbuf.is_empty();
-}
-
-/// Writes queued output, refilling it from a streaming file, until the socket is full, the
-/// output is done, or the connection used its budget for this wake-up. Moves a closing
-/// connection whose output is done to lingering. Returns false when the connection is dead.
-fn write_out(conn: &mut Conn, env: &mut Env<'_>) -> bool {
-    let mut budget = FILE_BUDGET;
-    loop {
-        if let Transport::Http(h) = &mut conn.transport {
-            if let Some(f) = &mut h.file {
-                if conn.out.len() < FILE_CHUNK {
-                    let want = (f.left as usize).min(FILE_CHUNK);
-                    let mut piece = vec![0u8; want];
-                    match f.file.read(&mut piece) {
-                        Ok(n) if n > 0 => {
-                            piece.truncate(n);
-                            f.left -= n as u64;
-                            budget = budget.saturating_sub(n);
-                            conn.out.push_owned(piece);
-                            if f.left == 0 {
-                                h.file = None;
-                                // Pipelined requests behind the file can go now.
-                                conn.stalled = !conn.inbuf.is_empty();
-                            }
-                        }
-                        // The file shrank or failed under us: the promised length cannot be
-                        // kept, and closing is the only honest way to say so.
-                        _ => return false,
-                    }
-                }
-            }
-        }
-        if conn.out.is_empty() {
-            break;
-        }
-        let before = conn.out.len();
-        match conn.out.write_to(&mut conn.sock, &mut env.app.stats.bytes_out) {
-            Ok(Flush::Drained) => {
-                conn.last_progress = env.now;
-                if !conn.sending_file() || budget == 0 {
-                    break;
-                }
-            }
-            Ok(Flush::Blocked) => {
-                if conn.out.len() < before {
-                    conn.last_progress = env.now;
-                }
-                break;
-            }
-            Err(e) => {
-                log::debug!("conn {}: write: {e}", conn.id);
-                return false;
-            }
-        }
-    }
-    if matches!(conn.life, Life::CloseAfterFlush) && conn.out.is_empty() && !conn.sending_file() {
-        if conn.peer_eof {
-            return false;
-        }
-        let _ = conn.sock.shutdown(Shutdown::Write);
-        conn.life = Life::Lingering { until: env.now + LINGER };
-        conn.read_ready = true;
-    }
-    true
-}
-
-/// Lingering close: reads and drops input until the peer closes. Returns false at EOF.
-fn discard_input(conn: &mut Conn, scratch: &mut [u8], env: &mut Env<'_>) -> bool {
-    while conn.read_ready {
-        match conn.sock.read(scratch) {
-            Ok(0) => return false,
-            Ok(n) => {
-                env.app.stats.bytes_in += n as u64;
-                if n < scratch.len() {
-                    conn.read_ready = false;
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => conn.read_ready = false,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => return false,
-        }
-    }
-    true
-}
-
-/// Asks for WRITABLE only while output is blocked (readiness for reading is always wanted:
-/// it also reports the peer's FIN and errors).
-fn update_interest(poll: &Poll, token: Token, conn: &mut Conn) -> io::Result<()> {
-    let want_write = !conn.out.is_empty();
-    if want_write != conn.write_interest {
-        let interest = if want_write { Interest::READABLE | Interest::WRITABLE } else { Interest::READABLE };
-        poll.registry().reregister(&mut conn.sock, token, interest)?;
-        conn.write_interest = want_write;
-    }
-    Ok(())
 }
 
 fn is_resource_exhaustion(e: &io::Error) -> bool {

@@ -84,6 +84,13 @@ fn respond(conn: &mut Conn, req: &Request, env: &mut Env<'_>) {
         Persist::KeepAlive11
     };
     let head_only = head.method == Method::Head;
+    let reply = match reply {
+        // Shutting down: no new long-lived connection would outlive the drain anyway.
+        Reply::WebSocket { .. } | Reply::Subscribe(_) if env.draining => {
+            Reply::Response(Response::static_text(503, "server shutting down\n").header("Retry-After", "1"))
+        }
+        r => r,
+    };
     match reply {
         Reply::Response(resp) => conn.queue_response(resp, head_only, persist, env.date),
         Reply::File { head: resp, file, len } => {

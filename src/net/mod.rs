@@ -2,6 +2,7 @@
 
 mod conn;
 mod control;
+mod drive;
 mod event_loop;
 mod http;
 pub mod outbuf;

@@ -34,7 +34,11 @@ pub struct LongPoll {
 
 /// Adds the connection to `key`'s subscribers and remembers the slot for unsubscribing.
 pub fn subscribe(conn: &mut Conn, hub: &mut Hub, key: TopicKey, encoding: Encoding) {
-    let slot = hub.subscribe(&key, Subscriber { conn: ConnRef { token: conn.token, id: conn.id }, encoding });
+    let conn_ref = ConnRef { token: conn.token, id: conn.id };
+    // Messages published before this point reach the subscriber through its replay (or not
+    // at all), never through live delivery: no duplicate when a publish and a resuming
+    // subscribe happen in the same turn of the loop.
+    let slot = hub.subscribe(&key, Subscriber { conn: conn_ref, encoding, after: hub.last_id() });
     conn.subs.push((key, slot));
 }
 
@@ -159,11 +163,13 @@ pub fn push(conn: &mut Conn, msg: &Message, encoding: Encoding, cfg: &Config) ->
     if encoding == Encoding::LongPoll {
         return if matches!(conn.transport, Transport::LongPoll(_)) { Pushed::PollReady } else { Pushed::Skipped };
     }
-    let bytes = msg.encoded(encoding);
-    if conn.out.len() + bytes.len() > cfg.max_output_bytes {
+    // Only what is already waiting counts: a subscriber that keeps up takes any single
+    // message, however large; one with more than the cap unread is cut off.
+    if conn.out.len() > cfg.max_output_bytes {
         cut_off(conn);
         return Pushed::CutOff;
     }
+    let bytes = msg.encoded(encoding);
     conn.out.push_shared(bytes.clone());
     Pushed::Queued
 }

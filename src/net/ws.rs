@@ -46,7 +46,11 @@ pub fn start(conn: &mut Conn, session: WsSession, env: &mut Env<'_>) {
         }
         stream::subscribe(conn, &mut env.app.hub, key, Encoding::WsData);
     }
-    conn.transport = Transport::WebSocket(Ws::new(session, env.app.config.max_message_bytes, env.now));
+    // What a subscriber sends is published (or is a control message): no larger than an
+    // HTTP publish may be. Only /echo takes messages up to --max-message.
+    let cfg = &env.app.config;
+    let max = if session == WsSession::Echo { cfg.max_message_bytes } else { cfg.max_message_bytes.min(cfg.max_body_bytes) };
+    conn.transport = Transport::WebSocket(Ws::new(session, max, env.now));
 }
 
 /// Offers `input` to the connection's assembler; acts on each event. Returns bytes used.

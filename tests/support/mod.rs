@@ -27,15 +27,27 @@ impl Server {
 
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_pushwire"));
-        cmd.args(["--listen", "127.0.0.1:0", "--stats-interval", "0"])
-            .args(args)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+        cmd.args(["--listen", "127.0.0.1:0", "--stats-interval", "0"]).args(args);
         for (k, v) in env {
             cmd.env(k, v);
         }
+        Server::spawn(cmd)
+    }
+
+    /// Starts the server with at most `limit` open file descriptors (`ulimit -n`).
+    pub fn start_with_fd_limit(limit: u32, args: &[&str]) -> Server {
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg(format!("ulimit -n {limit} && exec \"$0\" \"$@\""))
+            .arg(env!("CARGO_BIN_EXE_pushwire"))
+            .args(["--listen", "127.0.0.1:0", "--stats-interval", "0"])
+            .args(args);
+        Server::spawn(cmd)
+    }
+
+    /// Runs `cmd` (the server, however started) and waits for its "listening on" line.
+    pub fn spawn(mut cmd: Command) -> Server {
+        cmd.env("RUST_LOG", "info").stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn pushwire");
         let stderr = child.stderr.take().unwrap();
         let log = Arc::new(Mutex::new(String::new()));
@@ -264,37 +276,14 @@ impl Server {
     /// For testing how the listen address is chosen (`PORT`, `HOST`).
     pub fn start_exact(args: &[&str], env: &[(&str, &str)], unset: &[&str]) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_pushwire"));
-        cmd.args(args)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+        cmd.args(args);
         for k in unset {
             cmd.env_remove(k);
         }
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let mut child = cmd.spawn().expect("spawn pushwire");
-        let stderr = child.stderr.take().unwrap();
-        let log = Arc::new(Mutex::new(String::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let log2 = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if let Some(rest) = line.split("listening on http://").nth(1) {
-                    let _ = tx.send(rest.trim_end_matches('/').to_string());
-                }
-                let mut l = log2.lock().unwrap();
-                l.push_str(&line);
-                l.push('\n');
-            }
-        });
-        let addr = rx
-            .recv_timeout(WAIT)
-            .unwrap_or_else(|_| panic!("server did not start; log:\n{}", log.lock().unwrap()));
-        Server { child, addr: addr.parse().expect("address"), log }
+        Server::spawn(cmd)
     }
 }
 

@@ -25,7 +25,7 @@ pub const POLICY: u16 = 1008;
 pub const TOO_BIG: u16 = 1009;
 /// The server met an unexpected condition.
 pub const INTERNAL: u16 = 1011;
-/// Try again later (IANA-registered; we send it to a client that cannot keep up).
+/// Try again later (IANA-registered). Not sent today: slow consumers get POLICY (1008).
 pub const TRY_AGAIN: u16 = 1013;
 
 /// The longest reason that fits a close frame: 125 bytes of control payload minus the code.
