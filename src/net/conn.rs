@@ -238,12 +238,12 @@ impl Conn {
 
 #[cfg(test)]
 mod tests {
+    /// Every open connection costs at least one slab entry: this size is most of the memory
+    /// of an idle connection (measured at ~480 B with its timer and hub entries; the target
+    /// is 1 KiB). A new field that grows it past the budget should be boxed.
     #[test]
-    fn sizes() {
-        eprintln!("Conn {} Transport {} Http {} Ws {} OutBuf {} RequestReader {} Assembler {}",
-            std::mem::size_of::<super::Conn>(), std::mem::size_of::<super::Transport>(),
-            std::mem::size_of::<super::Http>(), std::mem::size_of::<super::Ws>(),
-            std::mem::size_of::<super::OutBuf>(), std::mem::size_of::<super::RequestReader>(),
-            std::mem::size_of::<crate::proto::ws::Assembler>());
+    fn a_connection_fits_its_memory_budget() {
+        let size = std::mem::size_of::<super::Conn>();
+        assert!(size <= 384, "Conn is {size} bytes");
     }
 }

@@ -35,12 +35,28 @@ pub struct ReaderLimits {
     pub max_body_bytes: usize,
 }
 
+/// The body phases are boxed: a connection waiting for its next request (the common state,
+/// and the one every idle connection is in) then carries a few words, not a parsed head.
 #[derive(Debug)]
 enum Phase {
     /// Waiting for a complete head; `scanned` bytes were already searched for its end.
     Head { scanned: usize },
-    Body { head: Option<RequestHead>, left: u64, body: Vec<u8> },
-    Chunked { head: Option<RequestHead>, decoder: ChunkedDecoder, body: Vec<u8> },
+    Body(Box<LengthBody>),
+    Chunked(Box<ChunkedBody>),
+}
+
+#[derive(Debug)]
+struct LengthBody {
+    head: Option<RequestHead>,
+    left: u64,
+    body: Vec<u8>,
+}
+
+#[derive(Debug)]
+struct ChunkedBody {
+    head: Option<RequestHead>,
+    decoder: ChunkedDecoder,
+    body: Vec<u8>,
 }
 
 #[derive(Debug)]
@@ -88,34 +104,34 @@ impl RequestReader {
                         }
                         let expect = head.expect_continue && input.len() == used;
                         let body = Vec::with_capacity(n as usize);
-                        self.phase = Phase::Body { head: Some(head), left: n, body };
+                        self.phase = Phase::Body(Box::new(LengthBody { head: Some(head), left: n, body }));
                         Ok((used, expect.then_some(ReadEvent::SendContinue)))
                     }
                     Framing::Chunked => {
                         let expect = head.expect_continue && input.len() == used;
                         let decoder = ChunkedDecoder::new(self.limits.max_body_bytes);
-                        self.phase = Phase::Chunked { head: Some(head), decoder, body: Vec::new() };
+                        self.phase = Phase::Chunked(Box::new(ChunkedBody { head: Some(head), decoder, body: Vec::new() }));
                         Ok((used, expect.then_some(ReadEvent::SendContinue)))
                     }
                 }
             }
-            Phase::Body { head, left, body } => {
-                let take = input.len().min(*left as usize);
-                body.extend_from_slice(&input[..take]);
-                *left -= take as u64;
-                if *left > 0 {
+            Phase::Body(b) => {
+                let take = input.len().min(b.left as usize);
+                b.body.extend_from_slice(&input[..take]);
+                b.left -= take as u64;
+                if b.left > 0 {
                     return Ok((take, None));
                 }
-                let req = Request { head: head.take().expect("head"), body: std::mem::take(body) };
+                let req = Request { head: b.head.take().expect("head"), body: std::mem::take(&mut b.body) };
                 self.phase = Phase::Head { scanned: 0 };
                 Ok((take, Some(ReadEvent::Request(req))))
             }
-            Phase::Chunked { head, decoder, body } => {
-                let used = decoder.decode(input, body)?;
-                if !decoder.is_done() {
+            Phase::Chunked(c) => {
+                let used = c.decoder.decode(input, &mut c.body)?;
+                if !c.decoder.is_done() {
                     return Ok((used, None));
                 }
-                let req = Request { head: head.take().expect("head"), body: std::mem::take(body) };
+                let req = Request { head: c.head.take().expect("head"), body: std::mem::take(&mut c.body) };
                 self.phase = Phase::Head { scanned: 0 };
                 Ok((used, Some(ReadEvent::Request(req))))
             }
