@@ -1680,3 +1680,32 @@ fn head_on_chat_and_stream() {
     }
     assert_eq!(stats(&server)["subscribers"]["sse"], 0);
 }
+
+// During a graceful shutdown a new subscription is refused with 503 (it would be cut at the
+// drain deadline anyway), and the server still exits 0.
+#[test]
+fn subscribing_during_shutdown_gets_503() {
+    let mut server = Server::start(&["--drain-timeout", "5"]);
+    // Each /stats call adds its own request to bytes_in: learn how much, to see ours arrive.
+    let b0 = stats(&server)["bytes_in"].as_u64().unwrap();
+    let per_call = stats(&server)["bytes_in"].as_u64().unwrap() - b0;
+    let partial = b"GET /channels/late HTTP/1.1\r\nHost: t\r\nAccept: text/event-stream\r\n";
+    let mut c = server.client();
+    c.send(partial);
+    // The head is incomplete, so the connection is not idle: shutdown waits for it.
+    let mut calls = 1;
+    wait_for("the half-sent request to be read", || {
+        calls += 1;
+        stats(&server)["bytes_in"].as_u64().unwrap() >= b0 + calls * per_call + partial.len() as u64
+    });
+    server.signal("TERM");
+    wait_for("shutdown to begin", || server.log().contains("shutting down"));
+    c.send(b"\r\n");
+    let r = c.response();
+    assert_eq!(r.status, 503);
+    assert_eq!(r.header("connection"), Some("close"));
+    assert_eq!(r.header("retry-after"), Some("1"));
+    assert!(c.is_closed());
+    let status = server.wait_exit(Duration::from_secs(8)).expect("server exits");
+    assert!(status.success());
+}
