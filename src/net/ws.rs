@@ -84,7 +84,6 @@ pub fn process_input(conn: &mut Conn, input: &[u8], env: &mut Env<'_>) -> (usize
 }
 
 fn on_event(conn: &mut Conn, ev: WsEvent, env: &mut Env<'_>) {
-    let Transport::WebSocket(ws) = &mut conn.transport else { return };
     match ev {
         WsEvent::Text(data) => on_message(conn, OpCode::Text, data, env),
         WsEvent::Binary(data) => on_message(conn, OpCode::Binary, data, env),
@@ -95,7 +94,6 @@ fn on_event(conn: &mut Conn, ev: WsEvent, env: &mut Env<'_>) {
         // §5.5.3: an unsolicited pong needs no answer; any input already counted as life.
         WsEvent::Pong(_) => {}
         WsEvent::Close(code) => {
-            let _ = ws;
             // §5.5.1: "If an endpoint receives a Close frame and did not previously send a
             // Close frame, the endpoint MUST send a Close frame in response ... typically
             // echoing the status code it received." Then nothing more is sent or processed.
