@@ -10,6 +10,7 @@
 //! subscription before its ack, and a held long-poll is waited for in `GET /stats`.
 
 mod support;
+use support::ws::{frame, read_frame, ACCEPT, KEY};
 use support::*;
 
 use std::io::{ErrorKind, Read};
@@ -227,8 +228,6 @@ fn assert_reset(ev: &Event) {
 
 // ---- WebSocket (frame helpers as in tests/ws.rs) ----
 
-const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
-const ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
 
 fn ws_request(path: &str, extra: &str) -> String {
     format!(
@@ -248,41 +247,8 @@ fn ws_open(server: &Server, path: &str, extra: &str) -> Client {
     c
 }
 
-/// A masked client frame.
-fn frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
-    let mut f = vec![if fin { 0x80 } else { 0 } | opcode];
-    match payload.len() {
-        n if n < 126 => f.push(0x80 | n as u8),
-        n if n < 65536 => {
-            f.push(0x80 | 126);
-            f.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            f.push(0x80 | 127);
-            f.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    let key = [0x37, 0xfa, 0x21, 0x3d];
-    f.extend_from_slice(&key);
-    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
-    f
-}
-
 fn ws_send_text(c: &mut Client, text: &str) {
     c.send(&frame(true, 0x1, text.as_bytes()));
-}
-
-/// Reads one server frame: (fin, opcode, payload). Server frames must be unmasked.
-fn read_frame(c: &mut Client) -> (bool, u8, Vec<u8>) {
-    let h = c.read_exact_quiet(2);
-    assert_eq!(h[1] & 0x80, 0, "server frames are never masked");
-    assert_eq!(h[0] & 0x70, 0, "no RSV bits");
-    let len = match h[1] & 0x7f {
-        126 => u16::from_be_bytes(c.read_exact_quiet(2).try_into().unwrap()) as usize,
-        127 => u64::from_be_bytes(c.read_exact_quiet(8).try_into().unwrap()) as usize,
-        n => n as usize,
-    };
-    (h[0] & 0x80 != 0, h[0] & 0x0f, c.read_exact_quiet(len))
 }
 
 /// Reads one frame and asserts it is a single, complete text frame; returns its text.

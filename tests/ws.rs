@@ -8,12 +8,11 @@ use std::io::{ErrorKind, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
+use support::ws::{frame, frame_raw, read_frame, ACCEPT, KEY};
 use support::*;
 use tungstenite::protocol::WebSocketConfig;
 use tungstenite::{Message, WebSocket};
 
-const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
-const ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
 
 // ---- raw-byte helpers ----
 
@@ -32,48 +31,6 @@ fn raw_ws(server: &Server) -> Client {
     assert_eq!(r.status, 101);
     assert_eq!(r.header("sec-websocket-accept"), Some(ACCEPT));
     c
-}
-
-/// A client frame: `first` is the first byte (FIN/RSV/opcode), masked with a fixed key.
-fn frame_raw(first: u8, payload: &[u8], masked: bool) -> Vec<u8> {
-    let mut f = vec![first];
-    let m = if masked { 0x80 } else { 0 };
-    match payload.len() {
-        n if n < 126 => f.push(m | n as u8),
-        n if n < 65536 => {
-            f.push(m | 126);
-            f.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            f.push(m | 127);
-            f.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    let key = [0x37, 0xfa, 0x21, 0x3d];
-    if masked {
-        f.extend_from_slice(&key);
-        f.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
-    } else {
-        f.extend_from_slice(payload);
-    }
-    f
-}
-
-fn frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
-    frame_raw(if fin { 0x80 } else { 0 } | opcode, payload, true)
-}
-
-/// Reads one server frame: (fin, opcode, payload). Server frames must be unmasked.
-fn read_frame(c: &mut Client) -> (bool, u8, Vec<u8>) {
-    let h = c.read_exact_n(2);
-    assert_eq!(h[1] & 0x80, 0, "server frames are never masked");
-    assert_eq!(h[0] & 0x70, 0, "no RSV bits");
-    let len = match h[1] & 0x7f {
-        126 => u16::from_be_bytes(c.read_exact_n(2).try_into().unwrap()) as usize,
-        127 => u64::from_be_bytes(c.read_exact_n(8).try_into().unwrap()) as usize,
-        n => n as usize,
-    };
-    (h[0] & 0x80 != 0, h[0] & 0x0f, c.read_exact_n(len))
 }
 
 /// Reads frames until a close frame; asserts its code, then that the TCP connection closes.
