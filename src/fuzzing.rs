@@ -25,22 +25,40 @@ type ReadOutcome = (Vec<(String, String, Vec<u8>)>, Option<u16>);
 /// Runs a reader over pieces the way the loop does.
 fn read_all(limits: ReaderLimits, pieces: &[&[u8]]) -> ReadOutcome {
     let mut r = RequestReader::new(limits);
+    let (events, err) = feed_pieces(pieces, |buf| r.advance(buf));
+    let got = events
+        .into_iter()
+        .filter_map(|ev| match ev {
+            ReadEvent::Request(req) => {
+                assert!(req.body.len() <= limits.max_body_bytes);
+                Some((req.head.method_str().to_string(), req.head.target().to_string(), req.body))
+            }
+            ReadEvent::SendContinue => None,
+        })
+        .collect();
+    (got, err.map(|e| e.status()))
+}
+
+/// Feeds `pieces` to an incremental decoder the way the event loop does: bytes it does not
+/// use stay buffered and are offered again, longer, with the next piece. Returns every event
+/// and the error that stopped it, if any. The decoders' tests and fuzz targets all drive
+/// them through this one function.
+pub fn feed_pieces<E, X>(
+    pieces: &[&[u8]],
+    mut advance: impl FnMut(&[u8]) -> Result<(usize, Option<E>), X>,
+) -> (Vec<E>, Option<X>) {
     let mut buf = Vec::new();
     let mut got = Vec::new();
     for piece in pieces {
         buf.extend_from_slice(piece);
         loop {
-            match r.advance(&buf) {
-                Err(e) => return (got, Some(e.status())),
+            match advance(&buf) {
+                Err(e) => return (got, Some(e)),
                 Ok((used, ev)) => {
-                    assert!(used <= buf.len());
+                    assert!(used <= buf.len(), "a decoder used more bytes than it was given");
                     buf.drain(..used);
                     match ev {
-                        Some(ReadEvent::Request(req)) => {
-                            assert!(req.body.len() <= limits.max_body_bytes);
-                            got.push((req.head.method_str().to_string(), req.head.target().to_string(), req.body));
-                        }
-                        Some(ReadEvent::SendContinue) => {}
+                        Some(ev) => got.push(ev),
                         None if used == 0 || buf.is_empty() => break,
                         None => {}
                     }
@@ -101,52 +119,31 @@ pub fn ws_assembler(data: &[u8]) {
 }
 
 /// Runs an assembler over pieces the way the loop does; returns the events and the error's
-/// close code and reason, if any.
+/// close code and reason, if any, after checking the promises each event keeps.
 fn ws_run(pieces: &[&[u8]]) -> (Vec<WsEvent>, Option<(u16, &'static str)>) {
     let mut a = Assembler::new(WS_MAX_MESSAGE);
-    let mut buf = Vec::new();
-    let mut got = Vec::new();
-    for piece in pieces {
-        buf.extend_from_slice(piece);
-        loop {
-            match a.advance(&buf) {
-                Err(e) => return (got, Some((e.close_code(), e.reason()))),
-                Ok((used, ev)) => {
-                    assert!(used <= buf.len());
-                    buf.drain(..used);
-                    let Some(ev) = ev else {
-                        if used == 0 || buf.is_empty() {
-                            break;
-                        }
-                        continue;
-                    };
-                    match &ev {
-                        WsEvent::Text(t) => {
-                            assert!(t.len() <= WS_MAX_MESSAGE);
-                            assert!(std::str::from_utf8(t).is_ok(), "text event is not UTF-8");
-                        }
-                        WsEvent::Binary(b) => assert!(b.len() <= WS_MAX_MESSAGE),
-                        WsEvent::Ping(p) | WsEvent::Pong(p) => assert!(p.len() <= 125),
-                        WsEvent::Close(c) => {
-                            if let Some((code, reason)) = c {
-                                assert!(crate::proto::ws::is_valid_received_code(*code));
-                                assert!(reason.len() <= 123);
-                            }
-                        }
-                    }
-                    let closed = matches!(ev, WsEvent::Close(_));
-                    got.push(ev);
-                    if closed {
-                        // Nothing after a close is processed.
-                        assert!(a.is_closed());
-                        assert_eq!(a.advance(&buf), Ok((0, None)));
-                        return (got, None);
-                    }
+    let (events, err) = feed_pieces(pieces, |buf| a.advance(buf));
+    for (i, ev) in events.iter().enumerate() {
+        match ev {
+            WsEvent::Text(t) => {
+                assert!(t.len() <= WS_MAX_MESSAGE);
+                assert!(std::str::from_utf8(t).is_ok(), "text event is not UTF-8");
+            }
+            WsEvent::Binary(b) => assert!(b.len() <= WS_MAX_MESSAGE),
+            WsEvent::Ping(p) | WsEvent::Pong(p) => assert!(p.len() <= 125),
+            WsEvent::Close(c) => {
+                if let Some((code, reason)) = c {
+                    assert!(crate::proto::ws::is_valid_received_code(*code));
+                    assert!(reason.len() <= 123);
                 }
+                // Nothing after a close is processed.
+                assert_eq!(i, events.len() - 1, "an event after the close");
+                assert!(a.is_closed());
+                assert_eq!(a.advance(b"\x81\x80\0\0\0\0"), Ok((0, None)));
             }
         }
     }
-    (got, None)
+    (events, err.map(|e| (e.close_code(), e.reason())))
 }
 
 /// SSE encoding read back by the WHATWG event-stream rules: the data comes back as sent,

@@ -110,11 +110,6 @@ impl OutBuf {
         }
     }
 
-    /// Drops all pending output (the connection is going away).
-    pub fn clear(&mut self) {
-        *self = OutBuf::default();
-    }
-
     /// Drops every chunk not yet started, keeping a partly written front chunk so the
     /// stream stays well-formed (a frame is never cut in half).
     pub fn drop_unstarted(&mut self) {

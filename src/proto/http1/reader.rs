@@ -152,22 +152,18 @@ mod tests {
     /// and collects (path, body) of each request.
     fn run(input: &[u8], step: usize) -> Result<Vec<(String, Vec<u8>)>, HttpError> {
         let mut r = RequestReader::new(LIMITS);
-        let mut buf = Vec::new();
-        let mut got = Vec::new();
-        for piece in input.chunks(step) {
-            buf.extend_from_slice(piece);
-            loop {
-                let (used, ev) = r.advance(&buf)?;
-                buf.drain(..used);
-                match ev {
-                    Some(ReadEvent::Request(req)) => got.push((req.head.path().to_string(), req.body)),
-                    Some(ReadEvent::SendContinue) => {}
-                    None if used == 0 || buf.is_empty() => break,
-                    None => {}
-                }
-            }
+        let pieces: Vec<&[u8]> = input.chunks(step).collect();
+        let (events, err) = crate::fuzzing::feed_pieces(&pieces, |buf| r.advance(buf));
+        if let Some(e) = err {
+            return Err(e);
         }
-        Ok(got)
+        Ok(events
+            .into_iter()
+            .filter_map(|ev| match ev {
+                ReadEvent::Request(req) => Some((req.head.path().to_string(), req.body)),
+                ReadEvent::SendContinue => None,
+            })
+            .collect())
     }
 
     #[test]

@@ -299,26 +299,7 @@ mod tests {
     /// the events and the error, if any.
     fn run_pieces(max: usize, pieces: &[&[u8]]) -> (Vec<WsEvent>, Option<WsError>) {
         let mut a = Assembler::new(max);
-        let mut buf = Vec::new();
-        let mut got = Vec::new();
-        for piece in pieces {
-            buf.extend_from_slice(piece);
-            loop {
-                match a.advance(&buf) {
-                    Err(e) => return (got, Some(e)),
-                    Ok((used, ev)) => {
-                        assert!(used <= buf.len());
-                        buf.drain(..used);
-                        match ev {
-                            Some(ev) => got.push(ev),
-                            None if used == 0 || buf.is_empty() => break,
-                            None => {}
-                        }
-                    }
-                }
-            }
-        }
-        (got, None)
+        crate::fuzzing::feed_pieces(pieces, |buf| a.advance(buf))
     }
 
     /// The outcome of feeding `input` whole, after checking that every way of cutting it in
