@@ -5,6 +5,7 @@
 //! reply (write a response, stream a file, and in later layers switch the connection to a
 //! WebSocket or an event stream).
 
+pub mod control;
 mod demos;
 mod pubsub;
 mod router;

@@ -1,7 +1,6 @@
 //! The only code that touches mio: the event loop, connections, buffers and timers.
 
 mod conn;
-mod control;
 mod drive;
 mod event_loop;
 mod http;

@@ -2,14 +2,16 @@
 //! control frames (the "obligated sends": pong, close reply), hands messages to the session,
 //! and queues frames.
 
+use std::rc::Rc;
 use std::time::Instant;
 
 use super::conn::{Conn, Life, Transport};
 use super::http::{Env, Stop};
 use super::outbuf::OutBuf;
-use super::{control, stream};
-use crate::app::WsSession;
-use crate::hub::{Encoding, TopicKind};
+use super::stream;
+use crate::app::control::{self, ControlLink};
+use crate::app::{App, WsSession};
+use crate::hub::{Encoding, TopicKey, TopicKind};
 use crate::proto::ws::{close, encode_close_frame, encode_server_frame, Assembler, FrameHeader, OpCode, WsError, WsEvent};
 
 /// Payloads up to this size are copied behind their header; larger ones are queued as they
@@ -122,8 +124,40 @@ fn on_message(conn: &mut Conn, op: OpCode, data: Vec<u8>, env: &mut Env<'_>) {
         }
         WsSession::Control { publish } => {
             let publish = *publish;
-            control::handle(conn, &data, publish, env);
+            control::handle(&mut ControlConn(conn), env.app, &data, publish, env.now, env.wall_us);
         }
+    }
+}
+
+/// A `/ws` connection as the control protocol sees it.
+struct ControlConn<'a>(&'a mut Conn);
+
+impl ControlLink for ControlConn<'_> {
+    fn subscription_count(&self) -> usize {
+        self.0.subs.len()
+    }
+
+    fn follows(&self, key: &TopicKey) -> bool {
+        self.0.subs.iter().any(|(k, _)| k == key)
+    }
+
+    fn subscribe(&mut self, app: &mut App, key: TopicKey, encoding: Encoding) {
+        stream::subscribe(self.0, &mut app.hub, key, encoding);
+    }
+
+    fn unsubscribe(&mut self, app: &mut App, key: &TopicKey) {
+        if let Some(i) = self.0.subs.iter().position(|(k, _)| k == key) {
+            let (key, slot) = self.0.subs.swap_remove(i);
+            app.hub.unsubscribe(&key, slot);
+        }
+    }
+
+    fn send_text(&mut self, text: Vec<u8>) {
+        queue_frame(&mut self.0.out, OpCode::Text, text);
+    }
+
+    fn send_frame(&mut self, frame: Rc<[u8]>) {
+        self.0.out.push_shared(frame);
     }
 }
 

@@ -10,27 +10,45 @@
 //! ← {"error":"…"}                                       (a bad request; the socket stays open)
 //! ```
 
+//!
+//! This is application logic: it knows the hub and the message formats, never a socket. The
+//! connection it runs on is reached through [`ControlLink`], which the WebSocket transport
+//! implements.
+
+use std::rc::Rc;
+use std::time::Instant;
+
 use serde_json::{json, Value};
 
-use super::conn::Conn;
-use super::http::Env;
-use super::stream;
-use super::ws::queue_frame;
+use super::App;
 use crate::hub::{valid_channel_name, Encoding, TopicKey};
-use crate::proto::ws::OpCode;
+
+/// What the control protocol needs from the connection it runs on.
+pub trait ControlLink {
+    /// How many topics the connection follows.
+    fn subscription_count(&self) -> usize;
+    fn follows(&self, key: &TopicKey) -> bool;
+    /// Follows `key`; its messages arrive encoded as `encoding`.
+    fn subscribe(&mut self, app: &mut App, key: TopicKey, encoding: Encoding);
+    fn unsubscribe(&mut self, app: &mut App, key: &TopicKey);
+    /// Queues one text message (a JSON reply).
+    fn send_text(&mut self, text: Vec<u8>);
+    /// Queues an already-encoded frame (a message replayed from history).
+    fn send_frame(&mut self, frame: Rc<[u8]>);
+}
 
 /// Most channels one control connection may follow.
 const MAX_SUBSCRIPTIONS: usize = 256;
 
 /// Acts on one control message and queues the answer (and, for a resuming subscribe, the
 /// missed messages).
-pub fn handle(conn: &mut Conn, data: &[u8], publish_allowed: bool, env: &mut Env<'_>) {
-    if let Err(e) = run(conn, data, publish_allowed, env) {
-        send(conn, &json!({ "error": e }));
+pub fn handle(link: &mut dyn ControlLink, app: &mut App, data: &[u8], publish_allowed: bool, now: Instant, wall_us: u64) {
+    if let Err(e) = run(link, app, data, publish_allowed, now, wall_us) {
+        send(link, &json!({ "error": e }));
     }
 }
 
-fn run(conn: &mut Conn, data: &[u8], publish_allowed: bool, env: &mut Env<'_>) -> Result<(), String> {
+fn run(link: &mut dyn ControlLink, app: &mut App, data: &[u8], publish_allowed: bool, now: Instant, wall_us: u64) -> Result<(), String> {
     let v: Value = serde_json::from_slice(data).map_err(|e| format!("invalid JSON: {e}"))?;
     let op = v.get("op").and_then(Value::as_str).ok_or("missing \"op\"")?;
     let channel = || -> Result<&str, String> {
@@ -51,31 +69,28 @@ fn run(conn: &mut Conn, data: &[u8], publish_allowed: bool, env: &mut Env<'_>) -
                 Some(_) => return Err("invalid \"since\"".into()),
             };
             let key = TopicKey::channel(name);
-            if !conn.subs.iter().any(|(k, _)| *k == key) {
-                if conn.subs.len() >= MAX_SUBSCRIPTIONS {
+            if !link.follows(&key) {
+                if link.subscription_count() >= MAX_SUBSCRIPTIONS {
                     return Err(format!("at most {MAX_SUBSCRIPTIONS} channels per connection"));
                 }
-                stream::subscribe(conn, &mut env.app.hub, key.clone(), Encoding::WsEnvelope);
+                link.subscribe(app, key.clone(), Encoding::WsEnvelope);
             }
-            send(conn, &json!({"ok": "subscribe", "channel": name}));
+            send(link, &json!({"ok": "subscribe", "channel": name}));
             if let Some(since) = since {
-                let backlog = env.app.hub.backlog(std::slice::from_ref(&key), since, env.now);
+                let backlog = app.hub.backlog(std::slice::from_ref(&key), since, now);
                 if backlog.reset {
-                    send(conn, &json!({"reset": true, "channel": name}));
+                    send(link, &json!({"reset": true, "channel": name}));
                 }
                 for m in &backlog.messages {
-                    conn.out.push_shared(m.encoded(Encoding::WsEnvelope).clone());
+                    link.send_frame(m.encoded(Encoding::WsEnvelope).clone());
                 }
             }
         }
         "unsubscribe" => {
             let name = channel()?;
             let key = TopicKey::channel(name);
-            if let Some(i) = conn.subs.iter().position(|(k, _)| *k == key) {
-                let (key, slot) = conn.subs.swap_remove(i);
-                env.app.hub.unsubscribe(&key, slot);
-            }
-            send(conn, &json!({"ok": "unsubscribe", "channel": name}));
+            link.unsubscribe(app, &key);
+            send(link, &json!({"ok": "unsubscribe", "channel": name}));
         }
         "publish" => {
             if !publish_allowed {
@@ -88,14 +103,14 @@ fn run(conn: &mut Conn, data: &[u8], publish_allowed: bool, env: &mut Env<'_>) -
                 Some(Value::String(e)) if !e.is_empty() && !e.contains(['\r', '\n']) => Some(e.as_str()),
                 Some(_) => return Err("invalid \"event\": one line of text".into()),
             };
-            let msg = env.app.publish(&TopicKey::channel(name), event, data.as_bytes(), env.now, env.wall_us);
-            send(conn, &json!({"ok": "publish", "channel": name, "id": msg.id.to_string()}));
+            let msg = app.publish(&TopicKey::channel(name), event, data.as_bytes(), now, wall_us);
+            send(link, &json!({"ok": "publish", "channel": name, "id": msg.id.to_string()}));
         }
         other => return Err(format!("unknown op {other:?}: expected subscribe, unsubscribe or publish")),
     }
     Ok(())
 }
 
-fn send(conn: &mut Conn, v: &Value) {
-    queue_frame(&mut conn.out, OpCode::Text, serde_json::to_vec(v).unwrap_or_default());
+fn send(link: &mut dyn ControlLink, v: &Value) {
+    link.send_text(serde_json::to_vec(v).unwrap_or_default());
 }
