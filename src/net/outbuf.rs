@@ -1,8 +1,9 @@
 //! A connection's pending output: a queue of chunks written with `writev`.
 //!
-//! Small writes (response heads, short bodies) are coalesced into one owned chunk; large or
-//! shared payloads are queued by reference (`Static`, `Shared`), so a message fanned out to
-//! many connections is one allocation plus a pointer per recipient. When the queue drains,
+//! Small writes (response heads, short bodies) are coalesced into one owned chunk; large
+//! static bodies and every shared message encoding are queued by reference (`Static`,
+//! `Shared`), so a message fanned out to many connections is one allocation plus a pointer
+//! per recipient. When the queue drains,
 //! its memory is returned: an idle connection holds no output buffer.
 
 use std::collections::VecDeque;
@@ -11,11 +12,12 @@ use std::rc::Rc;
 
 use crate::proto::http1::Body;
 
-/// Bodies up to this size are copied into the coalescing chunk (one `writev` entry fewer
-/// and no reference kept); larger ones are queued as they are.
+/// Owned bodies up to this size are copied into the coalescing chunk (one `writev` entry
+/// fewer); larger ones are queued as they are. Shared message encodings are never copied.
 const COALESCE_MAX: usize = 4096;
-/// `writev` entries per call; Linux allows 1024, more than a few dozen gains nothing.
-const MAX_IOV: usize = 64;
+/// `writev` entries per call (Linux allows 1024). A subscriber that fell a window of
+/// messages behind gets them all in one call: a fan-out sends each message as its own entry.
+const MAX_IOV: usize = 128;
 
 #[derive(Debug)]
 enum Chunk {
@@ -78,11 +80,11 @@ impl OutBuf {
         }
     }
 
+    /// Queues a message encoding by reference, whatever its size: a message fanned out to
+    /// many connections is encoded once and never copied per recipient in user space. The
+    /// only copy is the kernel's, from the shared bytes into each socket, within `writev`.
     pub fn push_shared(&mut self, bytes: Rc<[u8]>) {
-        if bytes.len() <= COALESCE_MAX / 16 {
-            // A few dozen bytes: copying beats an extra writev entry and refcount traffic.
-            self.extend(&bytes);
-        } else if !bytes.is_empty() {
+        if !bytes.is_empty() {
             self.len += bytes.len();
             self.chunks.push_back(Chunk::Shared(bytes));
         }
@@ -224,5 +226,28 @@ mod tests {
         assert_eq!(written as usize, total);
         assert!(o.is_empty());
         assert_eq!(o.chunks.capacity(), 0);
+    }
+
+    /// Issue #3: a frame sent to many connections is shared, never copied per recipient,
+    /// however small it is.
+    #[test]
+    fn shared_encodings_are_queued_by_reference() {
+        let frame: Rc<[u8]> = Rc::from(&b"\x81\x05hello"[..]);
+        let mut outs: Vec<OutBuf> = (0..100).map(|_| OutBuf::default()).collect();
+        for o in &mut outs {
+            o.extend(b"head");
+            o.push_shared(frame.clone());
+        }
+        assert_eq!(Rc::strong_count(&frame), 101);
+        for o in &mut outs {
+            let Some(Chunk::Shared(r)) = o.chunks.back() else { panic!("not shared: {:?}", o.chunks) };
+            assert!(Rc::ptr_eq(r, &frame));
+            let mut w: Vec<u8> = Vec::new(); // takes every writev entry at once
+            let mut written = 0;
+            assert_eq!(o.write_to(&mut w, &mut written).unwrap(), Flush::Drained);
+            assert_eq!(w, b"head\x81\x05hello");
+        }
+        // Written and drained: every connection let go of its reference.
+        assert_eq!(Rc::strong_count(&frame), 1);
     }
 }

@@ -155,7 +155,8 @@ pub enum Pushed {
 }
 
 /// Queues one message for one subscriber. The bytes are the message's shared encoding: a
-/// pointer and a length per recipient, no copy for large messages.
+/// pointer and a length per recipient, never a copy. (A long-poll answer is the exception:
+/// it is one HTTP body holding a JSON array of whatever that poller missed, built for it.)
 pub fn push(conn: &mut Conn, msg: &Message, encoding: Encoding, cfg: &Config) -> Pushed {
     if !matches!(conn.life, Life::Open) || conn.dead {
         return Pushed::Skipped;
