@@ -15,6 +15,9 @@ use crate::proto::http1::Body;
 /// Owned bodies up to this size are copied into the coalescing chunk (one `writev` entry
 /// fewer); larger ones are queued as they are. Shared message encodings are never copied.
 const COALESCE_MAX: usize = 4096;
+/// First capacity of the coalescing chunk: a response head, or a pipelined batch of small
+/// echo replies, without regrowing. Returned with the rest of the queue once drained.
+const TAIL_CAPACITY: usize = 1024;
 /// `writev` entries per call (Linux allows 1024). A subscriber that fell a window of
 /// messages behind gets them all in one call: a fan-out sends each message as its own entry.
 const MAX_IOV: usize = 128;
@@ -66,7 +69,7 @@ impl OutBuf {
     /// Appends by formatting into the owned tail chunk (e.g. `write_head`).
     pub fn with_tail(&mut self, f: impl FnOnce(&mut Vec<u8>)) {
         if !matches!(self.chunks.back(), Some(Chunk::Owned(_))) {
-            self.chunks.push_back(Chunk::Owned(Vec::with_capacity(256)));
+            self.chunks.push_back(Chunk::Owned(Vec::with_capacity(TAIL_CAPACITY)));
         }
         let Some(Chunk::Owned(v)) = self.chunks.back_mut() else { unreachable!() };
         let before = v.len();
