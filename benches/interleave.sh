@@ -14,7 +14,7 @@
 #        FANOUT_SUBS=1000 FANOUT_RATES=max benches/interleave.sh 6 fanout pushwire axum-bcast
 # The baseline is the last server named. bench.sh's variables (DUR, ECHO_INFLIGHT, FANOUT_SUBS,
 # ...) pass through; REPS is 1 per round. Every run is also in the kit's run/results.jsonl.
-set -u
+set -u -o pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 KIT=${KIT:-$HERE/../../shared/bench}
 [ $# -ge 3 ] || { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
@@ -22,6 +22,8 @@ ROUNDS=$1 SECTION=$2
 shift 2
 SERVERS=("$@")
 [[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || { echo "ROUNDS must be a positive integer" >&2; exit 2; }
+[ $((ROUNDS % 2)) -eq 0 ] || echo "note: an odd ROUNDS runs one server order once more than the other" >&2
+case $SECTION in echo|fanout) ;; *) echo "SECTION must be echo or fanout (idle has no throughput to pair)" >&2; exit 2 ;; esac
 export BENCH_RUN=${BENCH_RUN:-$KIT/run}
 mkdir -p "$BENCH_RUN"
 SESSIONS=()
@@ -32,17 +34,23 @@ for r in $(seq 1 "$ROUNDS"); do
     for ((i = ${#SERVERS[@]} - 1; i >= 0; i--)); do order+=("${SERVERS[i]}"); done
   fi
   echo "== round $r/$ROUNDS: ${order[*]}"
-  out=$(REPS=1 "$KIT/bench.sh" "$SECTION" "${order[@]}" 2>&1 | tee /dev/stderr) || true
+  # tee to a copy of stderr, not /dev/stderr: reopening that would truncate a log file.
+  out=$(REPS=1 "$KIT/bench.sh" "$SECTION" "${order[@]}" 2>&1 | tee >(cat >&2)) ||
+    echo "round $r: bench.sh failed; its runs (if any) still count" >&2
   s=$(sed -n 's/^session \([^ ]*\).*/\1/p' <<< "$out" | head -n 1)
   [ -n "$s" ] && SESSIONS+=("$s")
 done
 BASE=${SERVERS[${#SERVERS[@]}-1]}
+# bench.sh records tt-echo with a non-default read buffer under another name.
+[ "$BASE" = tt-echo ] && [ -n "${TT_READ_BUF:-}" ] && BASE=tt-echo-rb$TT_READ_BUF
 python3 - "$BENCH_RUN/results.jsonl" "$BASE" "${SESSIONS[@]}" <<'EOF'
 import json, statistics, sys
 path, base, sessions = sys.argv[1], sys.argv[2], sys.argv[3:]
 rank = {s: i for i, s in enumerate(sessions)}
 runs = {}  # (label, peer) -> {round: metric}
 for line in open(path):
+    if not line.strip():
+        continue
     r = json.loads(line)
     if r["session"] not in rank or not r.get("result"):
         continue
@@ -50,7 +58,7 @@ for line in open(path):
     m = res.get("msgs_per_s", res.get("deliveries_per_s"))
     if m is None:
         continue
-    runs.setdefault((r["label"], r["peer"]), {})[rank[r["session"]]] = (m, res.get("loadgen_cpu_pct"), res.get("server_cpu_pct"))
+    runs.setdefault((r["label"], r["peer"]), {})[rank[r["session"]]] = (m, res.get("loadgen_cpu_pct") or float("nan"), res.get("server_cpu_pct") or float("nan"))
 
 def med(xs):
     return statistics.median(xs) if xs else float("nan")

@@ -9,7 +9,6 @@
 //! ← {"channel":"a","id":"…","event":null,"data":"…"}   (each message on a subscribed channel)
 //! ← {"error":"…"}                                       (a bad request; the socket stays open)
 //! ```
-
 //!
 //! This is application logic: it knows the hub and the message formats, never a socket. The
 //! connection it runs on is reached through [`ControlLink`], which the WebSocket transport

@@ -173,7 +173,7 @@ impl Conn {
         // A held long-poll is read only to notice the client leaving; once a pipelined
         // request is buffered behind it, reading stops until the poll is answered.
         let poll_blocked = matches!(self.transport, Transport::LongPoll(_)) && !self.inbuf.is_empty();
-        matches!(self.life, Life::Open) && !self.sending_file() && !poll_blocked && self.out.len() < cfg.pause_reading_bytes
+        matches!(self.life, Life::Open) && !self.sending_file() && !poll_blocked && self.out.footprint() < cfg.pause_reading_bytes
     }
 
     /// Nothing in flight: no partial request, no output, no file.

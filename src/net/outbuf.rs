@@ -66,10 +66,19 @@ impl OutBuf {
         self.len == 0
     }
 
+    /// Unwritten bytes plus the queue's own bookkeeping, for the caps: a subscriber behind by
+    /// many tiny shared messages holds a queue entry per message, not only their bytes.
+    pub fn footprint(&self) -> usize {
+        self.len + self.chunks.len() * std::mem::size_of::<Chunk>()
+    }
+
     /// Appends by formatting into the owned tail chunk (e.g. `write_head`).
     pub fn with_tail(&mut self, f: impl FnOnce(&mut Vec<u8>)) {
         if !matches!(self.chunks.back(), Some(Chunk::Owned(_))) {
-            self.chunks.push_back(Chunk::Owned(Vec::with_capacity(TAIL_CAPACITY)));
+            // A reply between shared frames (a `/ws` ack) is small: only a fresh queue gets
+            // the batch-sized chunk.
+            let cap = if self.chunks.is_empty() { TAIL_CAPACITY } else { 256 };
+            self.chunks.push_back(Chunk::Owned(Vec::with_capacity(cap)));
         }
         let Some(Chunk::Owned(v)) = self.chunks.back_mut() else { unreachable!() };
         let before = v.len();
@@ -120,6 +129,8 @@ impl OutBuf {
     pub fn drop_unstarted(&mut self) {
         let keep = usize::from(self.front_off > 0);
         self.chunks.truncate(keep);
+        // The queue of a cut-off subscriber may have grown large: give it back now.
+        self.chunks.shrink_to_fit();
         self.len = self.chunks.front().map_or(0, |c| c.bytes().len() - self.front_off);
         if keep == 0 {
             self.front_off = 0;
@@ -242,6 +253,8 @@ mod tests {
             o.push_shared(frame.clone());
         }
         assert_eq!(Rc::strong_count(&frame), 101);
+        // The caps see the queue entries, not only the bytes.
+        assert!(outs[0].footprint() >= outs[0].len() + 2 * std::mem::size_of::<Chunk>());
         for o in &mut outs {
             let Some(Chunk::Shared(r)) = o.chunks.back() else { panic!("not shared: {:?}", o.chunks) };
             assert!(Rc::ptr_eq(r, &frame));

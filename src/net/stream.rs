@@ -166,7 +166,7 @@ pub fn push(conn: &mut Conn, msg: &Message, encoding: Encoding, cfg: &Config) ->
     }
     // Only what is already waiting counts: a subscriber that keeps up takes any single
     // message, however large; one with more than the cap unread is cut off.
-    if conn.out.len() > cfg.max_output_bytes {
+    if conn.out.footprint() > cfg.max_output_bytes {
         cut_off(conn);
         return Pushed::CutOff;
     }
