@@ -20,7 +20,7 @@ use std::time::Instant;
 use serde_json::{json, Value};
 
 use super::App;
-use crate::hub::{valid_channel_name, Encoding, TopicKey};
+use crate::hub::{valid_channel_name, Encoding, Hub, TopicKey};
 
 /// What the control protocol needs from the connection it runs on.
 pub trait ControlLink {
@@ -28,8 +28,8 @@ pub trait ControlLink {
     fn subscription_count(&self) -> usize;
     fn follows(&self, key: &TopicKey) -> bool;
     /// Follows `key`; its messages arrive encoded as `encoding`.
-    fn subscribe(&mut self, app: &mut App, key: TopicKey, encoding: Encoding);
-    fn unsubscribe(&mut self, app: &mut App, key: &TopicKey);
+    fn subscribe(&mut self, hub: &mut Hub, key: TopicKey, encoding: Encoding);
+    fn unsubscribe(&mut self, hub: &mut Hub, key: &TopicKey);
     /// Queues one text message (a JSON reply).
     fn send_text(&mut self, text: Vec<u8>);
     /// Queues an already-encoded frame (a message replayed from history).
@@ -72,7 +72,7 @@ fn run(link: &mut dyn ControlLink, app: &mut App, data: &[u8], publish_allowed: 
                 if link.subscription_count() >= MAX_SUBSCRIPTIONS {
                     return Err(format!("at most {MAX_SUBSCRIPTIONS} channels per connection"));
                 }
-                link.subscribe(app, key.clone(), Encoding::WsEnvelope);
+                link.subscribe(&mut app.hub, key.clone(), Encoding::WsEnvelope);
             }
             send(link, &json!({"ok": "subscribe", "channel": name}));
             if let Some(since) = since {
@@ -88,7 +88,7 @@ fn run(link: &mut dyn ControlLink, app: &mut App, data: &[u8], publish_allowed: 
         "unsubscribe" => {
             let name = channel()?;
             let key = TopicKey::channel(name);
-            link.unsubscribe(app, &key);
+            link.unsubscribe(&mut app.hub, &key);
             send(link, &json!({"ok": "unsubscribe", "channel": name}));
         }
         "publish" => {

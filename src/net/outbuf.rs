@@ -3,8 +3,8 @@
 //! Small writes (response heads, short bodies) are coalesced into one owned chunk; large
 //! static bodies and every shared message encoding are queued by reference (`Static`,
 //! `Shared`), so a message fanned out to many connections is one allocation plus a pointer
-//! per recipient. When the queue drains,
-//! its memory is returned: an idle connection holds no output buffer.
+//! per recipient. When the queue drains, its memory is returned: an idle connection holds no
+//! output buffer.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};

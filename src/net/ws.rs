@@ -10,8 +10,8 @@ use super::http::{Env, Stop};
 use super::outbuf::OutBuf;
 use super::stream;
 use crate::app::control::{self, ControlLink};
-use crate::app::{App, WsSession};
-use crate::hub::{Encoding, TopicKey, TopicKind};
+use crate::app::WsSession;
+use crate::hub::{Encoding, Hub, TopicKey, TopicKind};
 use crate::proto::ws::{close, encode_close_frame, encode_server_frame, Assembler, FrameHeader, OpCode, WsError, WsEvent};
 
 /// Payloads up to this size are copied behind their header; larger ones are queued as they
@@ -141,14 +141,14 @@ impl ControlLink for ControlConn<'_> {
         self.0.subs.iter().any(|(k, _)| k == key)
     }
 
-    fn subscribe(&mut self, app: &mut App, key: TopicKey, encoding: Encoding) {
-        stream::subscribe(self.0, &mut app.hub, key, encoding);
+    fn subscribe(&mut self, hub: &mut Hub, key: TopicKey, encoding: Encoding) {
+        stream::subscribe(self.0, hub, key, encoding);
     }
 
-    fn unsubscribe(&mut self, app: &mut App, key: &TopicKey) {
+    fn unsubscribe(&mut self, hub: &mut Hub, key: &TopicKey) {
         if let Some(i) = self.0.subs.iter().position(|(k, _)| k == key) {
             let (key, slot) = self.0.subs.swap_remove(i);
-            app.hub.unsubscribe(&key, slot);
+            hub.unsubscribe(&key, slot);
         }
     }
 
