@@ -1011,6 +1011,98 @@ fn control_subscribe_with_since_replays_and_flags_reset() {
     assert_eq!(ctl_recv(&mut c), envelope("cr", live, None, "live"));
 }
 
+/// Rule (no duplicate): a `subscribe` with `since` on a channel the socket already follows
+/// replays only what came before its subscription; what it had live does not come twice.
+#[test]
+fn control_resubscribe_with_since_replays_only_what_was_missed() {
+    let server = Server::start(&[]);
+    let before = publish_id(&server, "rr", "before");
+    let mut c = ws_open(&server, "/ws", "");
+    ctl_subscribe(&mut c, "rr");
+    let live: Vec<u64> = (0..2).map(|i| publish_id(&server, "rr", &format!("live{i}"))).collect();
+    for (i, id) in live.iter().enumerate() {
+        assert_eq!(ctl_recv(&mut c), envelope("rr", *id, None, &format!("live{i}")));
+    }
+    ctl_send(&mut c, &json!({"op": "subscribe", "channel": "rr", "since": (before - 1).to_string()}));
+    assert_eq!(ctl_recv(&mut c), json!({"ok": "subscribe", "channel": "rr"}));
+    assert_eq!(ctl_recv(&mut c), envelope("rr", before, None, "before"));
+    assert_silent(&mut c, Duration::from_millis(200), "messages it already had live");
+    let next = publish_id(&server, "rr", "next");
+    assert_eq!(ctl_recv(&mut c), envelope("rr", next, None, "next"));
+    assert_silent(&mut c, Duration::from_millis(100), "one delivery per message");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Runs: messages published in one turn of the loop go out together
+// ---------------------------------------------------------------------------------------------
+
+/// Pipelined publishes to two channels (read by the server in one go, so consecutive ones
+/// to the same channel are delivered as one run): every transport gets each message once, in
+/// publish order, also across channels.
+#[test]
+fn pipelined_publishes_reach_every_transport_once_and_in_order() {
+    let server = Server::start(&[]);
+    let mut sse = open_sse(&server, "/subscribe?channel=ra&channel=rb", "");
+    let mut ws_a = ws_open(&server, "/channels/ra", "");
+    let mut ctl = ws_open(&server, "/ws", "");
+    ctl_subscribe(&mut ctl, "ra");
+    ctl_subscribe(&mut ctl, "rb");
+    let mut lp = server.client();
+    lp.send(poll_request("/subscribe?channel=ra&channel=rb", "").as_bytes());
+    wait_stats(&server, "the held long-poll", |s| s["subscribers"]["longpoll"] == 2);
+
+    let plan = [("ra", "a1"), ("ra", "a2"), ("rb", "b3"), ("ra", "a4"), ("ra", "a5"), ("ra", "a6")];
+    let mut raw = Vec::new();
+    for (ch, data) in plan {
+        raw.extend_from_slice(format!("POST /channels/{ch} HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n{data}", data.len()).as_bytes());
+    }
+    let mut p = server.client();
+    p.send(&raw);
+    let ids: Vec<u64> = plan.iter().map(|_| publish_answer(&p.response()).0).collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+
+    let want: Vec<(u64, String)> = ids.iter().zip(plan).map(|(id, (_, d))| (*id, d.to_string())).collect();
+    assert_eq!(sse.messages(plan.len()), want, "SSE on both channels, in publish order");
+    for (id, (ch, d)) in ids.iter().zip(plan) {
+        assert_eq!(ctl_recv(&mut ctl), envelope(ch, *id, None, d), "/ws on both channels, in publish order");
+        if ch == "ra" {
+            assert_eq!(ws_text(&mut ws_a), d, "the channel's WebSocket");
+        }
+    }
+    // The long-poll is answered by the first run that reaches it (how many of the pipelined
+    // requests one read takes is up to the kernel): a prefix of the messages, in order.
+    let got = poll_messages(&lp.response());
+    let all: Vec<Value> = ids.iter().zip(plan).map(|(id, (ch, d))| envelope(ch, *id, None, d)).collect();
+    assert!(!got.is_empty() && got.len() <= all.len() && got[..] == all[..got.len()], "{got:?}");
+    for c in [&mut sse.c, &mut ws_a, &mut ctl] {
+        assert_silent(c, Duration::from_millis(150), "nothing more: each message once");
+    }
+    assert_eq!(stats(&server)["messages_published"], plan.len());
+}
+
+/// A `/ws` socket that publishes, subscribes and publishes again in one read joins in the
+/// middle of a run: it gets only the message published after it subscribed.
+#[test]
+fn subscriber_that_joins_in_the_middle_of_a_run_gets_the_rest() {
+    let server = Server::start(&[]);
+    let mut c = ws_open(&server, "/ws", "");
+    let mut raw = Vec::new();
+    for v in [
+        json!({"op": "publish", "channel": "mid", "data": "x"}),
+        json!({"op": "subscribe", "channel": "mid"}),
+        json!({"op": "publish", "channel": "mid", "data": "y"}),
+    ] {
+        raw.extend_from_slice(&frame(true, 0x1, v.to_string().as_bytes()));
+    }
+    c.send(&raw);
+    let x = ctl_recv(&mut c);
+    assert_eq!(x["ok"], "publish", "{x}");
+    assert_eq!(ctl_recv(&mut c), json!({"ok": "subscribe", "channel": "mid"}));
+    let y = parse_id(&ctl_recv(&mut c)["id"]);
+    assert_eq!(ctl_recv(&mut c), envelope("mid", y, None, "y"));
+    assert_silent(&mut c, Duration::from_millis(150), "the message published before it subscribed");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Users (issue: "Users: messages to one person")
 // ---------------------------------------------------------------------------------------------

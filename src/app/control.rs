@@ -26,9 +26,11 @@ use crate::hub::{valid_channel_name, Encoding, Hub, TopicKey};
 pub trait ControlLink {
     /// How many topics the connection follows.
     fn subscription_count(&self) -> usize;
-    fn follows(&self, key: &TopicKey) -> bool;
-    /// Follows `key`; its messages arrive encoded as `encoding`.
-    fn subscribe(&mut self, hub: &mut Hub, key: TopicKey, encoding: Encoding);
+    /// When the connection follows `key`: the id after which its messages come live.
+    fn live_after(&self, hub: &Hub, key: &TopicKey) -> Option<u64>;
+    /// Follows `key`; its messages arrive encoded as `encoding`. Returns the id after which
+    /// they come live.
+    fn subscribe(&mut self, hub: &mut Hub, key: TopicKey, encoding: Encoding) -> u64;
     fn unsubscribe(&mut self, hub: &mut Hub, key: &TopicKey);
     /// Queues one text message (a JSON reply).
     fn send_text(&mut self, text: Vec<u8>);
@@ -68,19 +70,24 @@ fn run(link: &mut dyn ControlLink, app: &mut App, data: &[u8], publish_allowed: 
                 Some(_) => return Err("invalid \"since\"".into()),
             };
             let key = TopicKey::channel(name);
-            if !link.follows(&key) {
-                if link.subscription_count() >= MAX_SUBSCRIPTIONS {
-                    return Err(format!("at most {MAX_SUBSCRIPTIONS} channels per connection"));
+            let live_after = match link.live_after(&app.hub, &key) {
+                Some(after) => after,
+                None => {
+                    if link.subscription_count() >= MAX_SUBSCRIPTIONS {
+                        return Err(format!("at most {MAX_SUBSCRIPTIONS} channels per connection"));
+                    }
+                    link.subscribe(&mut app.hub, key.clone(), Encoding::WsEnvelope)
                 }
-                link.subscribe(&mut app.hub, key.clone(), Encoding::WsEnvelope);
-            }
+            };
             send(link, &json!({"ok": "subscribe", "channel": name}));
             if let Some(since) = since {
                 let backlog = app.hub.backlog(std::slice::from_ref(&key), since, now);
                 if backlog.reset {
                     send(link, &json!({"reset": true, "channel": name}));
                 }
-                for m in &backlog.messages {
+                // Only what live delivery does not bring: a socket that already follows
+                // the channel has had (or is about to get) everything after `live_after`.
+                for m in backlog.messages.iter().take_while(|m| m.id <= live_after) {
                     link.send_frame(m.encoded(Encoding::WsEnvelope).clone());
                 }
             }

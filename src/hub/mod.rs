@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-pub use message::{Encoding, Message};
+pub use message::{Encoding, Message, Run};
 pub use topic::{Subscriber, Topic};
 
 /// A connection, as the hub knows it.
@@ -198,6 +198,11 @@ impl Hub {
             self.history_bytes -= freed;
             self.forget_if_empty(&key);
         }
+    }
+
+    /// The subscriber in `slot` of `key` (as [`Hub::subscribe`] returned it).
+    pub fn subscriber(&self, key: &TopicKey, slot: usize) -> Option<&Subscriber> {
+        self.topics.get(key)?.subscribers.get(slot)
     }
 
     pub fn subscribers(&self, key: &TopicKey) -> impl Iterator<Item = &Subscriber> {

@@ -10,7 +10,7 @@ use super::http::Env;
 use super::ws;
 use crate::app::{ConnKind, StreamKind, Subscription};
 use crate::config::Config;
-use crate::hub::{ConnRef, Encoding, Hub, Message, Subscriber, TopicKey};
+use crate::hub::{ConnRef, Encoding, Hub, Message, Run, Subscriber, TopicKey};
 use crate::proto::http1::{response, Body, DateCache, Persist, Response};
 use crate::proto::sse;
 
@@ -33,13 +33,16 @@ pub struct LongPoll {
 }
 
 /// Adds the connection to `key`'s subscribers and remembers the slot for unsubscribing.
-pub fn subscribe(conn: &mut Conn, hub: &mut Hub, key: TopicKey, encoding: Encoding) {
+/// Returns the id after which messages are delivered live.
+pub fn subscribe(conn: &mut Conn, hub: &mut Hub, key: TopicKey, encoding: Encoding) -> u64 {
     let conn_ref = ConnRef { token: conn.token, id: conn.id };
     // Messages published before this point reach the subscriber through its replay (or not
     // at all), never through live delivery: no duplicate when a publish and a resuming
     // subscribe happen in the same turn of the loop.
-    let slot = hub.subscribe(&key, Subscriber { conn: conn_ref, encoding, after: hub.last_id() });
+    let after = hub.last_id();
+    let slot = hub.subscribe(&key, Subscriber { conn: conn_ref, encoding, after });
     conn.subs.push((key, slot));
+    after
 }
 
 /// Removes every subscription of the connection.
@@ -154,10 +157,11 @@ pub enum Pushed {
     Skipped,
 }
 
-/// Queues one message for one subscriber. The bytes are the message's shared encoding: a
-/// pointer and a length per recipient, never a copy. (A long-poll answer is the exception:
-/// it is one HTTP body holding a JSON array of whatever that poller missed, built for it.)
-pub fn push(conn: &mut Conn, msg: &Message, encoding: Encoding, cfg: &Config) -> Pushed {
+/// Queues a run of messages (see [`Run`]) for one subscriber. The bytes are the run's shared
+/// encoding: a pointer and a length per recipient, never a copy. (A long-poll answer is the
+/// exception: it is one HTTP body holding a JSON array of whatever that poller missed, built
+/// for it.)
+pub fn push(conn: &mut Conn, run: &Run<'_>, encoding: Encoding, cfg: &Config) -> Pushed {
     if !matches!(conn.life, Life::Open) || conn.dead {
         return Pushed::Skipped;
     }
@@ -170,8 +174,7 @@ pub fn push(conn: &mut Conn, msg: &Message, encoding: Encoding, cfg: &Config) ->
         cut_off(conn);
         return Pushed::CutOff;
     }
-    let bytes = msg.encoded(encoding);
-    conn.out.push_shared(bytes.clone());
+    conn.out.push_shared(run.encoded(encoding).clone());
     Pushed::Queued
 }
 

@@ -137,12 +137,13 @@ impl ControlLink for ControlConn<'_> {
         self.0.subs.len()
     }
 
-    fn follows(&self, key: &TopicKey) -> bool {
-        self.0.subs.iter().any(|(k, _)| k == key)
+    fn live_after(&self, hub: &Hub, key: &TopicKey) -> Option<u64> {
+        let (_, slot) = self.0.subs.iter().find(|(k, _)| k == key)?;
+        hub.subscriber(key, *slot).map(|s| s.after)
     }
 
-    fn subscribe(&mut self, hub: &mut Hub, key: TopicKey, encoding: Encoding) {
-        stream::subscribe(self.0, hub, key, encoding);
+    fn subscribe(&mut self, hub: &mut Hub, key: TopicKey, encoding: Encoding) -> u64 {
+        stream::subscribe(self.0, hub, key, encoding)
     }
 
     fn unsubscribe(&mut self, hub: &mut Hub, key: &TopicKey) {
