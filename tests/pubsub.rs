@@ -1037,8 +1037,8 @@ fn control_resubscribe_with_since_replays_only_what_was_missed() {
 // ---------------------------------------------------------------------------------------------
 
 /// Pipelined publishes to two channels (read by the server in one go, so consecutive ones
-/// to the same channel are delivered as one run): every transport gets each message once, in
-/// publish order, also across channels.
+/// to the same channel are delivered as one run), one of them large: every transport gets
+/// each message once, in publish order, also across channels.
 #[test]
 fn pipelined_publishes_reach_every_transport_once_and_in_order() {
     let server = Server::start(&[]);
@@ -1051,7 +1051,9 @@ fn pipelined_publishes_reach_every_transport_once_and_in_order() {
     lp.send(poll_request("/subscribe?channel=ra&channel=rb", "").as_bytes());
     wait_stats(&server, "the held long-poll", |s| s["subscribers"]["longpoll"] == 2);
 
-    let plan = [("ra", "a1"), ("ra", "a2"), ("rb", "b3"), ("ra", "a4"), ("ra", "a5"), ("ra", "a6")];
+    // a5 is over the size that joins runs: it goes alone, between a4 and a6.
+    let big = "5".repeat(5000);
+    let plan = [("ra", "a1"), ("ra", "a2"), ("rb", "b3"), ("ra", "a4"), ("ra", big.as_str()), ("ra", "a6")];
     let mut raw = Vec::new();
     for (ch, data) in plan {
         raw.extend_from_slice(format!("POST /channels/{ch} HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n{data}", data.len()).as_bytes());

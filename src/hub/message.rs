@@ -92,7 +92,16 @@ pub struct Run<'a> {
     encoded: [OnceCell<Rc<[u8]>>; ENCODINGS],
 }
 
+/// Messages larger than this are delivered on their own: next to their size the cost of a
+/// queue entry is nothing, and joining them to a run would only copy them once more.
+const RUN_MAX_MESSAGE: usize = 4096;
+
 impl<'a> Run<'a> {
+    /// Whether `msg` may be part of a run of more than one message.
+    pub fn fits(msg: &Message) -> bool {
+        msg.size() <= RUN_MAX_MESSAGE
+    }
+
     /// `msgs`: at least one message, all of the same topic, in id order.
     pub fn new(msgs: &'a [Rc<Message>]) -> Run<'a> {
         debug_assert!(!msgs.is_empty());

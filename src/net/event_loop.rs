@@ -352,7 +352,7 @@ impl Server {
     fn deliver_outbox(&mut self) {
         while !self.app.outbox.is_empty() {
             let msgs = std::mem::take(&mut self.app.outbox);
-            for run in msgs.chunk_by(|a, b| a.kind == b.kind && a.topic == b.topic) {
+            for run in msgs.chunk_by(|a, b| a.kind == b.kind && a.topic == b.topic && Run::fits(a) && Run::fits(b)) {
                 self.deliver(&Run::new(run));
             }
         }
@@ -380,14 +380,7 @@ impl Server {
             if conn.id != sub.conn.id {
                 continue;
             }
-            let rest;
-            let part = if from == 0 {
-                run
-            } else {
-                rest = Run::new(&msgs[from..]);
-                &rest
-            };
-            match stream::push(conn, part, sub.encoding, cfg) {
+            match stream::push(conn, run, from, sub.encoding, cfg) {
                 Pushed::Queued => delivered += (msgs.len() - from) as u64,
                 Pushed::PollReady => {
                     delivered += (msgs.len() - from) as u64;

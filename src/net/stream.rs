@@ -157,11 +157,13 @@ pub enum Pushed {
     Skipped,
 }
 
-/// Queues a run of messages (see [`Run`]) for one subscriber. The bytes are the run's shared
-/// encoding: a pointer and a length per recipient, never a copy. (A long-poll answer is the
-/// exception: it is one HTTP body holding a JSON array of whatever that poller missed, built
-/// for it.)
-pub fn push(conn: &mut Conn, run: &Run<'_>, encoding: Encoding, cfg: &Config) -> Pushed {
+/// Queues a run of messages (see [`Run`]) for one subscriber, from its message `from` on (a
+/// subscriber that joined in the middle of the run takes only the rest). The bytes are shared
+/// encodings: a pointer and a length per recipient, never a copy — the run's, or for the rare
+/// subscriber that joined in the middle, each remaining message's own. (A long-poll answer is
+/// the exception: it is one HTTP body holding a JSON array of whatever that poller missed,
+/// built for it.)
+pub fn push(conn: &mut Conn, run: &Run<'_>, from: usize, encoding: Encoding, cfg: &Config) -> Pushed {
     if !matches!(conn.life, Life::Open) || conn.dead {
         return Pushed::Skipped;
     }
@@ -174,7 +176,13 @@ pub fn push(conn: &mut Conn, run: &Run<'_>, encoding: Encoding, cfg: &Config) ->
         cut_off(conn);
         return Pushed::CutOff;
     }
-    conn.out.push_shared(run.encoded(encoding).clone());
+    if from == 0 {
+        conn.out.push_shared(run.encoded(encoding).clone());
+    } else {
+        for m in &run.messages()[from..] {
+            conn.out.push_shared(m.encoded(encoding).clone());
+        }
+    }
     Pushed::Queued
 }
 
