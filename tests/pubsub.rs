@@ -1032,8 +1032,25 @@ fn control_resubscribe_with_since_replays_only_what_was_missed() {
     assert_silent(&mut c, Duration::from_millis(100), "one delivery per message");
 }
 
+/// Rule (reset only when something may be missing): a followed channel whose history no
+/// longer reaches back to `since` gives no reset when everything after `since` came live.
+#[test]
+fn control_resubscribe_behind_short_history_has_nothing_to_reset() {
+    let server = Server::start(&["--history", "2"]);
+    let mut c = ws_open(&server, "/ws", "");
+    ctl_subscribe(&mut c, "nr");
+    let ids: Vec<u64> = (0..5).map(|i| publish_id(&server, "nr", &format!("m{i}"))).collect();
+    for (i, id) in ids.iter().enumerate() {
+        assert_eq!(ctl_recv(&mut c), envelope("nr", *id, None, &format!("m{i}")));
+    }
+    // m2 is out of history (only m3, m4 are kept), but the socket had it live.
+    ctl_send(&mut c, &json!({"op": "subscribe", "channel": "nr", "since": ids[1].to_string()}));
+    assert_eq!(ctl_recv(&mut c), json!({"ok": "subscribe", "channel": "nr"}));
+    assert_silent(&mut c, Duration::from_millis(200), "no reset and no replay");
+}
+
 // ---------------------------------------------------------------------------------------------
-// Runs: messages published in one turn of the loop go out together
+// Runs: small messages of one channel published together go out together
 // ---------------------------------------------------------------------------------------------
 
 /// Pipelined publishes to two channels (read by the server in one go, so consecutive ones

@@ -4,6 +4,8 @@
 //! → {"op":"subscribe","channel":"a"}            ← {"ok":"subscribe","channel":"a"}
 //! → {"op":"subscribe","channel":"a","since":"…"} ← the ack, {"reset":true,…} if history is
 //!                                                  short, then every message after `since`
+//!                                                  (on a followed channel: those it did not
+//!                                                  have live)
 //! → {"op":"unsubscribe","channel":"a"}          ← {"ok":"unsubscribe","channel":"a"}
 //! → {"op":"publish","channel":"a","data":"…"}   ← {"ok":"publish","channel":"a","id":"…"}
 //! ← {"channel":"a","id":"…","event":null,"data":"…"}   (each message on a subscribed channel)
@@ -80,13 +82,14 @@ fn run(link: &mut dyn ControlLink, app: &mut App, data: &[u8], publish_allowed: 
                 }
             };
             send(link, &json!({"ok": "subscribe", "channel": name}));
-            if let Some(since) = since {
+            // Only what live delivery does not bring: the socket has had (or is about to get)
+            // everything after `live_after`. For a new subscription that is everything
+            // published so far; on a followed channel, what came before it subscribed.
+            if let Some(since) = since.filter(|&s| s < live_after) {
                 let backlog = app.hub.backlog(std::slice::from_ref(&key), since, now);
                 if backlog.reset {
                     send(link, &json!({"reset": true, "channel": name}));
                 }
-                // Only what live delivery does not bring: a socket that already follows
-                // the channel has had (or is about to get) everything after `live_after`.
                 for m in backlog.messages.iter().take_while(|m| m.id <= live_after) {
                     link.send_frame(m.encoded(Encoding::WsEnvelope).clone());
                 }

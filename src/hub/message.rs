@@ -82,11 +82,12 @@ impl Message {
     }
 }
 
-/// Consecutive messages of one topic, published in the same turn of the loop, delivered
-/// together: each subscriber gets one shared buffer holding all of them, so a subscriber
-/// costs one queue entry (and one `iovec`) per run instead of one per message. This is the
-/// batching uWebSockets does per loop iteration; with pipelined publishers it divides the
-/// per-recipient work by the run's length.
+/// Consecutive messages of one topic, published while one connection was handled (pipelined
+/// POSTs, a burst of WebSocket frames) or by one timer, delivered together: each subscriber
+/// gets one shared buffer holding all of them, so a subscriber costs one queue entry (and one
+/// `iovec`) per run instead of one per message. This is the batching uWebSockets does per
+/// loop iteration; with pipelined publishers it divides the per-recipient work by the run's
+/// length.
 pub struct Run<'a> {
     msgs: &'a [Rc<Message>],
     encoded: [OnceCell<Rc<[u8]>>; ENCODINGS],
@@ -95,17 +96,28 @@ pub struct Run<'a> {
 /// Messages larger than this are delivered on their own: next to their size the cost of a
 /// queue entry is nothing, and joining them to a run would only copy them once more.
 const RUN_MAX_MESSAGE: usize = 4096;
+/// A run ends before its data passes this, so a run stays a small part of any output cap
+/// (the cut-off is decided once per run) and of the memory it keeps alive.
+const RUN_MAX_BYTES: usize = 64 * 1024;
 
 impl<'a> Run<'a> {
-    /// Whether `msg` may be part of a run of more than one message.
-    pub fn fits(msg: &Message) -> bool {
-        msg.size() <= RUN_MAX_MESSAGE
-    }
-
-    /// `msgs`: at least one message, all of the same topic, in id order.
-    pub fn new(msgs: &'a [Rc<Message>]) -> Run<'a> {
-        debug_assert!(!msgs.is_empty());
-        Run { msgs, encoded: Default::default() }
+    /// The run that starts `msgs` (not empty; in publish order): the first message and those
+    /// after it of the same topic, while each is small and their total stays under the cap.
+    pub fn first_of(msgs: &'a [Rc<Message>]) -> Run<'a> {
+        let first = &msgs[0];
+        let mut len = 1;
+        let mut bytes = first.size();
+        if first.size() <= RUN_MAX_MESSAGE {
+            for m in &msgs[1..] {
+                let same_topic = m.kind == first.kind && m.topic == first.topic;
+                if !same_topic || m.size() > RUN_MAX_MESSAGE || bytes + m.size() > RUN_MAX_BYTES {
+                    break;
+                }
+                bytes += m.size();
+                len += 1;
+            }
+        }
+        Run { msgs: &msgs[..len], encoded: Default::default() }
     }
 
     pub fn messages(&self) -> &'a [Rc<Message>] {
@@ -119,10 +131,9 @@ impl<'a> Run<'a> {
             return one.encoded(enc);
         }
         self.encoded[enc as usize].get_or_init(|| {
-            let parts: Vec<&Rc<[u8]>> = self.msgs.iter().map(|m| m.encoded(enc)).collect();
-            let mut out = Vec::with_capacity(parts.iter().map(|p| p.len()).sum());
-            for p in parts {
-                out.extend_from_slice(p);
+            let mut out = Vec::with_capacity(self.msgs.iter().map(|m| m.encoded(enc).len()).sum());
+            for m in self.msgs {
+                out.extend_from_slice(m.encoded(enc));
             }
             out.into()
         })
@@ -140,13 +151,37 @@ mod tests {
     #[test]
     fn a_run_is_its_messages_back_to_back_built_once() {
         let msgs = [msg(1, "a"), msg(2, "bc")];
-        let run = Run::new(&msgs);
+        let run = Run::first_of(&msgs);
+        assert_eq!(run.messages().len(), 2);
         for enc in [Encoding::WsData, Encoding::WsEnvelope, Encoding::Sse] {
             let want: Vec<u8> = msgs.iter().flat_map(|m| m.encoded(enc).iter().copied()).collect();
             assert_eq!(&run.encoded(enc)[..], &want[..]);
             assert!(Rc::ptr_eq(run.encoded(enc), run.encoded(enc)), "built once, then shared");
         }
-        let single = Run::new(&msgs[..1]);
+        let single = Run::first_of(&msgs[..1]);
         assert!(Rc::ptr_eq(single.encoded(Encoding::Sse), msgs[0].encoded(Encoding::Sse)), "a run of one is the message");
+    }
+
+    #[test]
+    fn runs_end_at_another_topic_a_large_message_or_the_byte_cap() {
+        let other = Rc::new(Message::new(TopicKind::Channel, "d".into(), 3, None, b"x"[..].into(), Instant::now()));
+        let msgs = [msg(1, "a"), msg(2, "b"), other, msg(4, "c")];
+        let lens = |msgs: &[Rc<Message>]| {
+            let mut rest = msgs;
+            let mut out = Vec::new();
+            while !rest.is_empty() {
+                let n = Run::first_of(rest).messages().len();
+                out.push(n);
+                rest = &rest[n..];
+            }
+            out
+        };
+        assert_eq!(lens(&msgs), vec![2, 1, 1]);
+        let big = "x".repeat(RUN_MAX_MESSAGE + 1);
+        assert_eq!(lens(&[msg(1, "a"), msg(2, &big), msg(3, "b"), msg(4, "c")]), vec![1, 1, 2]);
+        let chunk = "x".repeat(RUN_MAX_MESSAGE);
+        let many: Vec<Rc<Message>> = (0..40).map(|i| msg(i, &chunk)).collect();
+        let per_run = RUN_MAX_BYTES / RUN_MAX_MESSAGE;
+        assert_eq!(lens(&many), vec![per_run, per_run, 40 - 2 * per_run]);
     }
 }

@@ -344,16 +344,20 @@ impl Server {
         }
     }
 
-    /// Delivers every message published since the last call. Consecutive messages of one
-    /// topic go out as one [`Run`] (publish order across topics is kept). Each subscriber
+    /// Delivers every message published since the last call. Consecutive small messages of
+    /// one topic go out as one [`Run`] (publish order across topics is kept; see
+    /// [`Run::first_of`] for where a run ends). Each subscriber
     /// gets the run's shared encoding queued and is put on the pending list, so all of them
     /// are written after this turn's events: a subscriber that receives several runs in one
     /// turn gets them in one write.
     fn deliver_outbox(&mut self) {
         while !self.app.outbox.is_empty() {
             let msgs = std::mem::take(&mut self.app.outbox);
-            for run in msgs.chunk_by(|a, b| a.kind == b.kind && a.topic == b.topic && Run::fits(a) && Run::fits(b)) {
-                self.deliver(&Run::new(run));
+            let mut rest = &msgs[..];
+            while !rest.is_empty() {
+                let run = Run::first_of(rest);
+                rest = &rest[run.messages().len()..];
+                self.deliver(&run);
             }
         }
         if !self.sweep_armed {

@@ -19,7 +19,8 @@ const COALESCE_MAX: usize = 4096;
 /// echo replies, without regrowing. Returned with the rest of the queue once drained.
 const TAIL_CAPACITY: usize = 1024;
 /// `writev` entries per call (Linux allows 1024). A subscriber that fell a window of
-/// messages behind gets them all in one call: a fan-out sends each message as its own entry.
+/// messages behind gets them all in one call: a fan-out queues each run of messages (or
+/// each message published alone) as its own entry.
 const MAX_IOV: usize = 128;
 
 #[derive(Debug)]
@@ -67,7 +68,8 @@ impl OutBuf {
     }
 
     /// Unwritten bytes plus the queue's own bookkeeping, for the caps: a subscriber behind by
-    /// many tiny shared messages holds a queue entry per message, not only their bytes.
+    /// many tiny shared messages holds a queue entry per message (or run), not only their
+    /// bytes.
     pub fn footprint(&self) -> usize {
         self.len + self.chunks.len() * std::mem::size_of::<Chunk>()
     }

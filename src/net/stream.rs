@@ -38,7 +38,7 @@ pub fn subscribe(conn: &mut Conn, hub: &mut Hub, key: TopicKey, encoding: Encodi
     let conn_ref = ConnRef { token: conn.token, id: conn.id };
     // Messages published before this point reach the subscriber through its replay (or not
     // at all), never through live delivery: no duplicate when a publish and a resuming
-    // subscribe happen in the same turn of the loop.
+    // subscribe happen while the same connection is handled.
     let after = hub.last_id();
     let slot = hub.subscribe(&key, Subscriber { conn: conn_ref, encoding, after });
     conn.subs.push((key, slot));

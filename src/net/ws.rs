@@ -139,7 +139,11 @@ impl ControlLink for ControlConn<'_> {
 
     fn live_after(&self, hub: &Hub, key: &TopicKey) -> Option<u64> {
         let (_, slot) = self.0.subs.iter().find(|(k, _)| k == key)?;
-        hub.subscriber(key, *slot).map(|s| s.after)
+        let sub = hub.subscriber(key, *slot);
+        debug_assert!(sub.is_some(), "a followed topic has its hub entry");
+        // Followed either way (never a second subscription); without its entry, replaying
+        // nothing is the answer that cannot duplicate.
+        Some(sub.map_or(0, |s| s.after))
     }
 
     fn subscribe(&mut self, hub: &mut Hub, key: TopicKey, encoding: Encoding) -> u64 {
