@@ -346,10 +346,10 @@ impl Server {
 
     /// Delivers every message published since the last call. Consecutive small messages of
     /// one topic go out as one [`Run`] (publish order across topics is kept; see
-    /// [`Run::first_of`] for where a run ends). Each subscriber
-    /// gets the run's shared encoding queued and is put on the pending list, so all of them
-    /// are written after this turn's events: a subscriber that receives several runs in one
-    /// turn gets them in one write.
+    /// [`Run::first_of`] for where a run ends). Each subscriber gets the run's shared
+    /// encoding queued and is put on the pending list, so all of them are written after this
+    /// turn's events: a subscriber that receives several runs in one turn gets them in one
+    /// write.
     fn deliver_outbox(&mut self) {
         while !self.app.outbox.is_empty() {
             let msgs = std::mem::take(&mut self.app.outbox);
