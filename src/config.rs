@@ -28,6 +28,10 @@ pub struct Config {
     pub header_timeout: Duration,
     /// A request body must make progress at least this often. Past it: 408 and close.
     pub body_timeout: Duration,
+    /// Output that makes no progress for this long (the peer stopped reading, or vanished
+    /// without a FIN) closes the connection, whatever it speaks: a subscriber with a zero
+    /// window on a quiet channel would otherwise hold its slot and its queue forever.
+    pub write_timeout: Duration,
     /// An idle keep-alive connection (between requests) is closed silently after this.
     /// 75 s is nginx's default and longer than browsers keep idle sockets (Chrome: 60 s).
     pub keepalive_timeout: Duration,
@@ -44,9 +48,13 @@ pub struct Config {
     pub drain_timeout: Duration,
     /// Log the /stats counters this often; zero turns it off.
     pub stats_interval: Duration,
-    /// Requests handled for one connection per wake-up before the loop serves the others
-    /// (fairness: a pipelining client cannot starve the rest).
+    /// Requests (or WebSocket messages) handled for one connection per wake-up before the
+    /// loop serves the others (fairness: a pipelining or flooding client cannot starve the
+    /// rest, and what it publishes is delivered after at most this many messages).
     pub max_requests_per_wakeup: usize,
+    /// Input bytes taken from one connection per wake-up, for the same reason: a client
+    /// with a full socket buffer of large frames gets a turn, not the loop.
+    pub max_input_per_wakeup: usize,
     /// Largest WebSocket message (all fragments together). Past it: close 1009, decided from
     /// the frame header before the payload is buffered.
     pub max_message_bytes: usize,
@@ -60,11 +68,18 @@ pub struct Config {
     pub allowed_origins: Vec<String>,
     /// Messages each channel keeps for replay (`Last-Event-ID`, `?since=`).
     pub history_len: usize,
-    /// ...and all channels together at most this many bytes of message data; past it the
-    /// oldest messages go first. Bounds what publishers can make the server hold.
+    /// ...and all channels together at most this many bytes; past it the oldest messages
+    /// go first. Counted as they really cost: each message's data, a fixed overhead per
+    /// message (~250 bytes), every encoding once built, and each channel's name and entry.
+    /// Bounds what publishers can make the server hold.
     pub history_bytes: usize,
     /// ...and for at most this long. A client away longer is told it missed some (`reset`).
     pub history_ttl: Duration,
+    /// Channels that may exist at once (a channel exists while it has subscribers or
+    /// history). Past it, subscribing to or publishing on a new channel gets 503. Bounds
+    /// what clients can make the server hold in channel entries: 100,000 channels cost
+    /// about 20 MB without history.
+    pub max_channels: usize,
     /// The `retry:` an SSE stream starts with: how long a browser waits before reconnecting.
     pub sse_retry: Duration,
     /// A `:` comment on every SSE stream this often, so proxies and browsers keep it open.
@@ -94,12 +109,14 @@ impl Default for Config {
             max_body_bytes: 1024 * 1024,
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(30),
+            write_timeout: Duration::from_secs(30),
             keepalive_timeout: Duration::from_secs(75),
             max_output_bytes: 4 * 1024 * 1024,
             pause_reading_bytes: 256 * 1024,
             drain_timeout: Duration::from_secs(5),
             stats_interval: Duration::from_secs(60),
             max_requests_per_wakeup: 64,
+            max_input_per_wakeup: 256 * 1024,
             max_connections: 100_000,
             max_message_bytes: 16 * 1024 * 1024,
             ws_ping_interval: Duration::from_secs(25),
@@ -108,6 +125,7 @@ impl Default for Config {
             history_len: 100,
             history_ttl: Duration::from_secs(300),
             history_bytes: 64 * 1024 * 1024,
+            max_channels: 100_000,
             sse_retry: Duration::from_millis(3000),
             sse_heartbeat: Duration::from_secs(15),
             poll_timeout: Duration::from_secs(30),

@@ -5,18 +5,17 @@
 use crate::proto::http1::{body::ChunkedDecoder, HeadLimits, ReadEvent, ReaderLimits, RequestReader};
 use crate::proto::ws::{Assembler, WsEvent};
 
-/// The request reader fed `data` whole and in two pieces split at every point given by the
-/// first byte: both must agree, and nothing may panic.
+/// The request reader fed the input (all but the first byte) whole, in two pieces split where
+/// the first byte says, and byte by byte: all three must agree, and nothing may panic.
 pub fn http_head(data: &[u8]) {
     let limits = ReaderLimits { head: HeadLimits { max_head_bytes: 4096, max_headers: 32 }, max_body_bytes: 4096 };
-    let whole = read_all(limits, &[data]);
-    if let Some((&first, rest)) = data.split_first() {
-        let split = first as usize % (rest.len() + 1);
-        let a = read_all(limits, &[&rest[..split], &rest[split..]]);
-        let b = read_all(limits, &[rest]);
-        assert_eq!(a, b, "split at {split} changed the outcome");
-    }
-    let _ = whole;
+    let Some((&first, input)) = data.split_first() else { return };
+    let whole = read_all(limits, &[input]);
+    let split = first as usize % (input.len() + 1);
+    let two = read_all(limits, &[&input[..split], &input[split..]]);
+    assert_eq!(two, whole, "split at {split} changed the outcome");
+    let bytes: Vec<&[u8]> = input.chunks(1).collect();
+    assert_eq!(read_all(limits, &bytes), whole, "byte by byte changed the outcome");
 }
 
 /// (method, target, body) of each request read, and the status of the error that ended it.

@@ -21,6 +21,8 @@ Options:
   --max-body N               largest request body, bytes (413 past it) [default: 1048576]
   --header-timeout SECS      time to send a complete request head (408) [default: 10]
   --body-timeout SECS        longest pause inside a request body (408) [default: 30]
+  --write-timeout SECS       close a connection whose output has not moved for
+                             this long [default: 30]
   --keepalive-timeout SECS   idle keep-alive connections close after [default: 75]
   --max-output N             output a connection may leave unread, bytes [default: 4194304]
   --max-connections N        simultaneous connections [default: 100000]
@@ -31,7 +33,10 @@ Options:
                              default: any origin)
   --history N                messages each channel keeps for replay [default: 100]
   --history-ttl SECS         ...for at most this long [default: 300]
-  --history-bytes N          all channels' history together, bytes [default: 67108864]
+  --history-bytes N          all channels' history together, bytes, counted with
+                             each message's overhead and encodings [default: 67108864]
+  --max-channels N           channels that may exist at once (503 past it)
+                             [default: 100000]
   --sse-retry MILLIS         the retry: an SSE stream starts with [default: 3000]
   --sse-heartbeat SECS       a comment line on idle SSE streams this often [default: 15]
   --poll-timeout SECS        long-polls with nothing to deliver get 204 after [default: 30]
@@ -57,6 +62,15 @@ fn main() -> ExitCode {
         }
     };
     let publish_protected = config.publish_token.is_some();
+    if let Some(fds) = raise_fd_limit() {
+        // A few descriptors go to the listener, epoll, signals and static files.
+        if config.max_connections as u64 + 16 > fds {
+            log::warn!(
+                "--max-connections {} is above what the open-files limit ({fds}) allows: accepts will pause when descriptors run out; raise 'ulimit -n'",
+                config.max_connections
+            );
+        }
+    }
     let mut server = match Server::bind(config) {
         Ok(s) => s,
         Err(e) => {
@@ -101,26 +115,28 @@ fn parse_args() -> Result<Option<Config>, lexopt::Error> {
                 c.max_headers = n;
             }
             Long("max-body") => c.max_body_bytes = parser.value()?.parse()?,
-            Long("header-timeout") => c.header_timeout = secs(parser.value()?.parse()?),
-            Long("body-timeout") => c.body_timeout = secs(parser.value()?.parse()?),
-            Long("keepalive-timeout") => c.keepalive_timeout = secs(parser.value()?.parse()?),
+            Long("header-timeout") => c.header_timeout = secs(&mut parser, "header-timeout")?,
+            Long("body-timeout") => c.body_timeout = secs(&mut parser, "body-timeout")?,
+            Long("keepalive-timeout") => c.keepalive_timeout = secs(&mut parser, "keepalive-timeout")?,
             Long("max-output") => c.max_output_bytes = parser.value()?.parse()?,
             Long("max-connections") => c.max_connections = parser.value()?.parse()?,
             Long("max-message") => c.max_message_bytes = parser.value()?.parse()?,
-            Long("ws-ping-interval") => c.ws_ping_interval = secs(parser.value()?.parse()?),
-            Long("ws-ping-timeout") => c.ws_ping_timeout = secs(parser.value()?.parse()?),
+            Long("ws-ping-interval") => c.ws_ping_interval = secs(&mut parser, "ws-ping-interval")?,
+            Long("ws-ping-timeout") => c.ws_ping_timeout = secs(&mut parser, "ws-ping-timeout")?,
             Long("allowed-origin") => c.allowed_origins.push(parser.value()?.string()?),
             Long("history") => c.history_len = parser.value()?.parse()?,
             Long("history-bytes") => c.history_bytes = parser.value()?.parse()?,
-            Long("history-ttl") => c.history_ttl = secs(parser.value()?.parse()?),
+            Long("max-channels") => c.max_channels = parser.value()?.parse()?,
+            Long("write-timeout") => c.write_timeout = secs(&mut parser, "write-timeout")?,
+            Long("history-ttl") => c.history_ttl = secs(&mut parser, "history-ttl")?,
             Long("sse-retry") => c.sse_retry = Duration::from_millis(parser.value()?.parse()?),
-            Long("sse-heartbeat") => c.sse_heartbeat = secs(parser.value()?.parse()?),
-            Long("poll-timeout") => c.poll_timeout = secs(parser.value()?.parse()?),
+            Long("sse-heartbeat") => c.sse_heartbeat = secs(&mut parser, "sse-heartbeat")?,
+            Long("poll-timeout") => c.poll_timeout = secs(&mut parser, "poll-timeout")?,
             Long("ws-publish") => c.ws_publish = parser.value()?.parse()?,
             Long("publish-token") => c.publish_token = Some(parser.value()?.string()?),
             Long("cors-origin") => c.cors_origin = Some(parser.value()?.string()?),
-            Long("drain-timeout") => c.drain_timeout = secs(parser.value()?.parse()?),
-            Long("stats-interval") => c.stats_interval = secs(parser.value()?.parse()?),
+            Long("drain-timeout") => c.drain_timeout = secs(&mut parser, "drain-timeout")?,
+            Long("stats-interval") => c.stats_interval = secs(&mut parser, "stats-interval")?,
             Short('h') | Long("help") => {
                 println!("{USAGE}");
                 return Ok(None);
@@ -135,8 +151,11 @@ fn parse_args() -> Result<Option<Config>, lexopt::Error> {
     if c.publish_token.is_none() {
         c.publish_token = std::env::var("PUSHWIRE_PUBLISH_TOKEN").ok().filter(|t| !t.is_empty());
     }
-    if c.sse_heartbeat.is_zero() || c.ws_ping_interval.is_zero() || c.poll_timeout.is_zero() {
-        return Err("--sse-heartbeat, --ws-ping-interval and --poll-timeout must be above zero".into());
+    if c.sse_heartbeat.is_zero() || c.ws_ping_interval.is_zero() || c.poll_timeout.is_zero() || c.write_timeout.is_zero() {
+        return Err("--sse-heartbeat, --ws-ping-interval, --poll-timeout and --write-timeout must be above zero".into());
+    }
+    if c.sse_retry > Duration::from_secs(MAX_SECS as u64) {
+        return Err("--sse-retry: at most 1e12 milliseconds".into());
     }
     c.listen = match listen {
         Some(a) => a,
@@ -156,7 +175,38 @@ fn parse_args() -> Result<Option<Config>, lexopt::Error> {
     Ok(Some(c))
 }
 
-/// Seconds, fractions allowed (`0.5`), so tests can use short timeouts.
-fn secs(s: f64) -> Duration {
-    Duration::from_secs_f64(s.max(0.0))
+/// The longest duration any option takes: about 31 years. Deadlines are `now + duration`
+/// for as long as the process runs, so a bound well inside `Instant`'s range means no
+/// deadline can ever overflow.
+const MAX_SECS: f64 = 1e9;
+
+/// The option's value in seconds, fractions allowed (`0.5`) so tests can use short timeouts.
+/// `inf`, `NaN`, negative values and anything above [`MAX_SECS`] are refused with a message.
+fn secs(parser: &mut lexopt::Parser, option: &str) -> Result<Duration, lexopt::Error> {
+    use lexopt::ValueExt;
+    let raw = parser.value()?.string()?;
+    match raw.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && (0.0..=MAX_SECS).contains(&v) => Ok(Duration::from_secs_f64(v)),
+        Ok(_) => Err(format!("--{option} {raw:?}: expected seconds from 0 to {MAX_SECS:e}").into()),
+        Err(_) => Err(format!("--{option} {raw:?}: expected a number of seconds").into()),
+    }
+}
+
+/// Raises the open-files soft limit to the hard limit (each connection is a descriptor; the
+/// soft limit is often 1024 while the hard one allows far more) and returns the limit now in
+/// force.
+fn raise_fd_limit() -> Option<u64> {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes one rlimit into the struct we pass; no other memory is touched.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return None;
+    }
+    if lim.rlim_cur < lim.rlim_max {
+        let raised = libc::rlimit { rlim_cur: lim.rlim_max, rlim_max: lim.rlim_max };
+        // SAFETY: setrlimit only reads the struct we pass.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            lim = raised;
+        }
+    }
+    Some(lim.rlim_cur as u64)
 }

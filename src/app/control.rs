@@ -21,8 +21,8 @@ use std::time::Instant;
 
 use serde_json::{json, Value};
 
-use super::App;
-use crate::hub::{valid_channel_name, Encoding, Hub, TopicKey};
+use super::{App, WsPublish};
+use crate::hub::{valid_channel_name, Encoding, Hub, HubError, TopicKey};
 
 /// What the control protocol needs from the connection it runs on.
 pub trait ControlLink {
@@ -32,7 +32,7 @@ pub trait ControlLink {
     fn live_after(&self, hub: &Hub, key: &TopicKey) -> Option<u64>;
     /// Follows `key`; its messages arrive encoded as `encoding`. Returns the id after which
     /// they come live.
-    fn subscribe(&mut self, hub: &mut Hub, key: TopicKey, encoding: Encoding) -> u64;
+    fn subscribe(&mut self, hub: &mut Hub, key: TopicKey, encoding: Encoding) -> Result<u64, HubError>;
     fn unsubscribe(&mut self, hub: &mut Hub, key: &TopicKey);
     /// Queues one text message (a JSON reply).
     fn send_text(&mut self, text: Vec<u8>);
@@ -45,13 +45,13 @@ const MAX_SUBSCRIPTIONS: usize = 256;
 
 /// Acts on one control message and queues the answer (and, for a resuming subscribe, the
 /// missed messages).
-pub fn handle(link: &mut dyn ControlLink, app: &mut App, data: &[u8], publish_allowed: bool, now: Instant, wall_us: u64) {
-    if let Err(e) = run(link, app, data, publish_allowed, now, wall_us) {
+pub fn handle(link: &mut dyn ControlLink, app: &mut App, data: &[u8], publish: WsPublish, now: Instant, wall_us: u64) {
+    if let Err(e) = run(link, app, data, publish, now, wall_us) {
         send(link, &json!({ "error": e }));
     }
 }
 
-fn run(link: &mut dyn ControlLink, app: &mut App, data: &[u8], publish_allowed: bool, now: Instant, wall_us: u64) -> Result<(), String> {
+fn run(link: &mut dyn ControlLink, app: &mut App, data: &[u8], publish: WsPublish, now: Instant, wall_us: u64) -> Result<(), String> {
     let v: Value = serde_json::from_slice(data).map_err(|e| format!("invalid JSON: {e}"))?;
     let op = v.get("op").and_then(Value::as_str).ok_or("missing \"op\"")?;
     let channel = || -> Result<&str, String> {
@@ -78,10 +78,16 @@ fn run(link: &mut dyn ControlLink, app: &mut App, data: &[u8], publish_allowed: 
                     if link.subscription_count() >= MAX_SUBSCRIPTIONS {
                         return Err(format!("at most {MAX_SUBSCRIPTIONS} channels per connection"));
                     }
-                    link.subscribe(&mut app.hub, key.clone(), Encoding::WsEnvelope)
+                    link.subscribe(&mut app.hub, key.clone(), Encoding::WsEnvelope).map_err(|e| e.to_string())?
                 }
             };
             send(link, &json!({"ok": "subscribe", "channel": name}));
+            if since.is_some_and(|s| s > app.hub.last_id()) {
+                // An id no message has had (another deployment, a clock that was ahead):
+                // the client's position means nothing here, and it must be told.
+                send(link, &json!({"reset": true, "channel": name}));
+                return Ok(());
+            }
             // Only what live delivery does not bring: the socket has had (or is about to get)
             // everything after `live_after`. For a new subscription that is everything
             // published so far; on a followed channel, what came before it subscribed.
@@ -102,8 +108,10 @@ fn run(link: &mut dyn ControlLink, app: &mut App, data: &[u8], publish_allowed: 
             send(link, &json!({"ok": "unsubscribe", "channel": name}));
         }
         "publish" => {
-            if !publish_allowed {
-                return Err("publishing needs the publish token in the handshake".into());
+            match publish {
+                WsPublish::Allowed => {}
+                WsPublish::Disabled => return Err("publishing over WebSocket is turned off on this server (--ws-publish=false)".into()),
+                WsPublish::NeedsToken => return Err("publishing needs the publish token in the handshake".into()),
             }
             let name = channel()?;
             let data = v.get("data").and_then(Value::as_str).ok_or("missing \"data\" (a string)")?;
@@ -112,7 +120,7 @@ fn run(link: &mut dyn ControlLink, app: &mut App, data: &[u8], publish_allowed: 
                 Some(Value::String(e)) if !e.is_empty() && !e.contains(['\r', '\n']) => Some(e.as_str()),
                 Some(_) => return Err("invalid \"event\": one line of text".into()),
             };
-            let msg = app.publish(&TopicKey::channel(name), event, data.as_bytes(), now, wall_us);
+            let msg = app.publish(&TopicKey::channel(name), event, data.as_bytes(), now, wall_us).map_err(|e| e.to_string())?;
             send(link, &json!({"ok": "publish", "channel": name, "id": msg.id.to_string()}));
         }
         other => return Err(format!("unknown op {other:?}: expected subscribe, unsubscribe or publish")),

@@ -20,9 +20,6 @@ pub const CLOCK: &str = "clock";
 /// `GET /chat`: the chat room as an event stream, starting with `data: Connected`. A browser
 /// that reconnects with `Last-Event-ID` first gets what it missed.
 pub fn chat_stream(ctx: &mut Ctx<'_>, req: &Request, _: &Params) -> Reply {
-    if req.head.method == Method::Head {
-        return pubsub::head_of_stream(ctx, true);
-    }
     let since = match resume_id(req) {
         Ok(s) => s,
         Err(()) => return pubsub::json_error(ctx, 400, "invalid Last-Event-ID"),
@@ -40,17 +37,20 @@ pub fn chat_stream(ctx: &mut Ctx<'_>, req: &Request, _: &Params) -> Reply {
 /// `POST /chat`: the body (the classic client sends JSON `{"name":..,"msg":..}` as
 /// text/plain) goes to every listener as the event's data.
 pub fn chat_post(ctx: &mut Ctx<'_>, req: &Request, _: &Params) -> Reply {
-    ctx.publish(&TopicKey::channel(CHAT), None, &req.body);
-    Response::empty(204).into()
+    if let Some(denied) = pubsub::check_token(ctx, req) {
+        return denied;
+    }
+    match ctx.publish(&TopicKey::channel(CHAT), None, &req.body) {
+        Ok(_) => Response::empty(204).into(),
+        Err(e) => pubsub::hub_error(ctx, e),
+    }
 }
 
 /// `GET /stream`: `retry: 10000`, an event `connecttime` with the connect time, then the
 /// time every second (the `clock` channel). CORS open, as in the classic example.
 pub fn ticker_stream(ctx: &mut Ctx<'_>, req: &Request, _: &Params) -> Reply {
-    if req.head.method == Method::Head {
-        return pubsub::head_of_stream(ctx, true);
-    }
-    *ctx.ticker_wanted = true;
+    // A HEAD gets the stream's head and subscribes nothing: no listener to tick for.
+    *ctx.ticker_wanted = req.head.method != Method::Head;
     Reply::Subscribe(Subscription {
         kind: StreamKind::Sse,
         topics: vec![TopicKey::channel(CLOCK)],
@@ -69,8 +69,8 @@ pub fn tick(ctx: &mut Ctx<'_>) -> bool {
         return false;
     }
     let now = time_text(ctx.wall_us);
-    ctx.publish(&key, None, now.as_bytes());
-    true
+    // The channel has listeners, so it exists: publishing cannot hit the channel cap.
+    ctx.publish(&key, None, now.as_bytes()).is_ok()
 }
 
 /// How often the ticker ticks.
@@ -96,6 +96,9 @@ pub fn rest_message(ctx: &mut Ctx<'_>, req: &Request, _: &Params) -> Reply {
     let fail = |status: u16, msg: &str| {
         Response::json(status, &json!({"succeed": false, "msg": msg})).into()
     };
+    if let Some(denied) = pubsub::token_denied(ctx, req, &json!({"succeed": false, "msg": pubsub::TOKEN_NEEDED})) {
+        return denied;
+    }
     let Ok(v) = serde_json::from_slice::<Value>(&req.body) else {
         return fail(400, "body must be JSON {\"from\":..,\"to\":..,\"content\":..}");
     };

@@ -23,7 +23,7 @@ pub use router::{Handler, Match, Params, Router};
 pub use stats::{ConnKind, Stats};
 
 use crate::config::Config;
-use crate::hub::{Hub, Message, TopicKey};
+use crate::hub::{Hub, HubError, HubLimits, Message, TopicKey};
 use crate::proto::http1::{Method, Request, Response};
 use static_files::StaticDir;
 
@@ -50,7 +50,17 @@ pub enum WsSession {
     /// `since`: replay history after this id first.
     Topic { key: TopicKey, publish: bool, since: Option<u64> },
     /// `/ws`: JSON control messages (subscribe, unsubscribe, publish).
-    Control { publish: bool },
+    Control { publish: WsPublish },
+}
+
+/// Whether a WebSocket may publish, and if not, why (what its `publish` op is told).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WsPublish {
+    Allowed,
+    /// `--ws-publish=false`.
+    Disabled,
+    /// `--publish-token` is set and the handshake did not carry it.
+    NeedsToken,
 }
 
 /// The event-stream transports of a subscription made by a plain HTTP request.
@@ -99,10 +109,10 @@ pub struct Ctx<'a> {
 
 impl Ctx<'_> {
     /// Records a message and queues it for delivery to the topic's subscribers.
-    pub fn publish(&mut self, key: &TopicKey, event: Option<&str>, data: &[u8]) -> Rc<Message> {
-        let msg = self.hub.publish(key, event, data.into(), self.now, self.wall_us);
+    pub fn publish(&mut self, key: &TopicKey, event: Option<&str>, data: &[u8]) -> Result<Rc<Message>, HubError> {
+        let msg = self.hub.publish(key, event, data.into(), self.now, self.wall_us)?;
         self.outbox.push(msg.clone());
-        msg
+        Ok(msg)
     }
 }
 
@@ -124,7 +134,13 @@ impl App {
             Some(dir) => Some(StaticDir::new(dir)?),
             None => None,
         };
-        let hub = Hub::new(config.history_len, config.history_ttl, config.history_bytes, wall_us);
+        let limits = HubLimits {
+            history_len: config.history_len,
+            history_ttl: config.history_ttl,
+            history_bytes: config.history_bytes,
+            max_channels: config.max_channels,
+        };
+        let hub = Hub::new(limits, wall_us);
         Ok(App {
             router: routes::routes(),
             stats: Stats::new(now),
@@ -138,10 +154,10 @@ impl App {
 
     /// Records a message and queues it for delivery (publishing from outside a route
     /// handler: WebSocket frames, timers).
-    pub fn publish(&mut self, key: &TopicKey, event: Option<&str>, data: &[u8], now: Instant, wall_us: u64) -> Rc<Message> {
-        let msg = self.hub.publish(key, event, data.into(), now, wall_us);
+    pub fn publish(&mut self, key: &TopicKey, event: Option<&str>, data: &[u8], now: Instant, wall_us: u64) -> Result<Rc<Message>, HubError> {
+        let msg = self.hub.publish(key, event, data.into(), now, wall_us)?;
         self.outbox.push(msg.clone());
-        msg
+        Ok(msg)
     }
 
     /// The ticker's timer fired: returns when it should fire next (`None`: nobody listens).

@@ -4,9 +4,9 @@
 
 use std::borrow::Cow;
 
-use super::{Ctx, Params, Reply, StreamKind, Subscription, WsSession};
-use crate::hub::{valid_channel_name, valid_user_name, TopicKey};
-use crate::proto::http1::{Body, Method, Request, Response};
+use super::{Ctx, Params, Reply, StreamKind, Subscription, WsPublish, WsSession};
+use crate::hub::{valid_channel_name, valid_user_name, HubError, TopicKey};
+use crate::proto::http1::{Method, Request, Response};
 use crate::proto::ws::handshake;
 
 /// `GET /channels/{name}`: subscribe to one channel.
@@ -33,7 +33,10 @@ pub fn channel_publish(ctx: &mut Ctx<'_>, req: &Request, p: &Params) -> Reply {
     }
     let key = TopicKey::channel(name);
     let subscribers = ctx.hub.subscriber_count(&key);
-    let msg = ctx.publish(&key, event.as_deref(), &req.body);
+    let msg = match ctx.publish(&key, event.as_deref(), &req.body) {
+        Ok(m) => m,
+        Err(e) => return hub_error(ctx, e),
+    };
     let body = serde_json::json!({"id": msg.id.to_string(), "subscribers": subscribers});
     with_cors(ctx, Response::json(202, &body)).into()
 }
@@ -67,10 +70,11 @@ pub fn user_publish(ctx: &mut Ctx<'_>, req: &Request, p: &Params) -> Reply {
 pub fn send_to_user(ctx: &mut Ctx<'_>, name: &str, event: Option<&str>, data: &[u8]) -> usize {
     let key = TopicKey::user(name);
     let n = ctx.hub.subscriber_count(&key);
-    if n > 0 {
-        ctx.publish(&key, event, data);
+    // Users are not under the channel cap: a user with connections always has its topic.
+    if n > 0 && ctx.publish(&key, event, data).is_ok() {
+        return n;
     }
-    n
+    0
 }
 
 /// `GET /subscribe?channel=a&channel=b`: several channels on one SSE stream or long-poll.
@@ -98,7 +102,7 @@ pub fn multi_subscribe(ctx: &mut Ctx<'_>, req: &Request, _: &Params) -> Reply {
 
 /// `GET /ws`: a WebSocket speaking JSON control messages.
 pub fn control_socket(ctx: &mut Ctx<'_>, req: &Request, _: &Params) -> Reply {
-    let publish = ws_may_publish(ctx, req);
+    let publish = ws_publish_right(ctx, req);
     websocket(ctx, req, WsSession::Control { publish })
 }
 
@@ -109,12 +113,12 @@ fn subscribe(ctx: &mut Ctx<'_>, req: &Request, topics: Vec<TopicKey>, ws_publish
         Err(()) => return json_error(ctx, 400, "invalid last event id: expected a message id"),
     };
     let sse = accepts_event_stream(req);
-    if req.head.method == Method::Head {
-        return head_of_stream(ctx, sse);
+    if let Err(e) = ctx.hub.check_room(&topics) {
+        return hub_error(ctx, e);
     }
-    if handshake::wants_upgrade(&req.head) {
+    if handshake::wants_upgrade(&req.head) && req.head.method != Method::Head {
         let key = topics.into_iter().next().expect("one topic");
-        let publish = ws_publish && ctx.config.ws_publish && ws_may_publish(ctx, req);
+        let publish = ws_publish && ws_publish_right(ctx, req) == WsPublish::Allowed;
         return websocket(ctx, req, WsSession::Topic { key, publish, since });
     }
     let kind = if sse { StreamKind::Sse } else { StreamKind::LongPoll };
@@ -126,18 +130,6 @@ fn subscribe(ctx: &mut Ctx<'_>, req: &Request, topics: Vec<TopicKey>, ws_publish
         greeting: None,
         retry_ms: ctx.config.sse_retry.as_millis() as u64,
     })
-}
-
-/// A HEAD on a subscription route: the headers a GET would start with, and no subscription.
-pub fn head_of_stream(ctx: &Ctx<'_>, sse: bool) -> Reply {
-    let r = if sse {
-        Response::new(200, "text/event-stream; charset=utf-8", Body::Empty)
-            .header("Cache-Control", "no-cache")
-            .header("X-Accel-Buffering", "no")
-    } else {
-        Response::new(200, "application/json", Body::Empty)
-    };
-    with_cors(ctx, r).into()
 }
 
 pub fn websocket(ctx: &mut Ctx<'_>, req: &Request, session: WsSession) -> Reply {
@@ -181,14 +173,25 @@ pub fn query_values<'r>(req: &'r Request, name: &'r str) -> impl Iterator<Item =
         .map(|(_, v)| v.into_owned())
 }
 
-/// With `--publish-token`, the request must carry `Authorization: Bearer TOKEN`.
-fn check_token(ctx: &Ctx<'_>, req: &Request) -> Option<Reply> {
+/// With `--publish-token`, the request must carry `Authorization: Bearer TOKEN`. The one
+/// rule for every HTTP route that publishes or delivers (`/channels`, `/users`, and the
+/// demos' `/chat` and `/rest/message`): `Some(reply)` is the 401 to send.
+pub fn check_token(ctx: &Ctx<'_>, req: &Request) -> Option<Reply> {
+    let body = serde_json::json!({"error": TOKEN_NEEDED});
+    token_denied(ctx, req, &body)
+}
+
+/// What a publisher without the token is told.
+pub const TOKEN_NEEDED: &str = "publishing needs Authorization: Bearer <token>";
+
+/// The 401 with `body` when the request lacks the token (none when it has it, or when no
+/// token is configured).
+pub fn token_denied(ctx: &Ctx<'_>, req: &Request, body: &serde_json::Value) -> Option<Reply> {
     let token = ctx.config.publish_token.as_deref()?;
     if bearer(req) == Some(token) {
         return None;
     }
-    let body = serde_json::json!({"error": "publishing needs Authorization: Bearer <token>"});
-    Some(with_cors(ctx, Response::json(401, &body).header("WWW-Authenticate", "Bearer")).into())
+    Some(with_cors(ctx, Response::json(401, body).header("WWW-Authenticate", "Bearer")).into())
 }
 
 fn bearer(req: &Request) -> Option<&str> {
@@ -197,12 +200,17 @@ fn bearer(req: &Request) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
-/// A WebSocket may publish when no token is configured, or when its handshake carried it
-/// (`Authorization: Bearer`, or `?token=` since browsers cannot set headers on WebSockets).
-fn ws_may_publish(ctx: &Ctx<'_>, req: &Request) -> bool {
+/// A WebSocket may publish unless `--ws-publish=false`, and, with a token configured, only
+/// when its handshake carried it (`Authorization: Bearer`, or `?token=` since browsers
+/// cannot set headers on WebSockets).
+fn ws_publish_right(ctx: &Ctx<'_>, req: &Request) -> WsPublish {
+    if !ctx.config.ws_publish {
+        return WsPublish::Disabled;
+    }
     match ctx.config.publish_token.as_deref() {
-        None => true,
-        Some(t) => bearer(req) == Some(t) || query_values(req, "token").any(|q| q == t),
+        None => WsPublish::Allowed,
+        Some(t) if bearer(req) == Some(t) || query_values(req, "token").any(|q| q == t) => WsPublish::Allowed,
+        Some(_) => WsPublish::NeedsToken,
     }
 }
 
@@ -237,6 +245,12 @@ pub fn preflight(ctx: &Ctx<'_>, r: Response, allow: &str) -> Response {
 
 fn bad_name(ctx: &Ctx<'_>) -> Reply {
     json_error(ctx, 400, "channel names are 1-128 characters of A-Z a-z 0-9 . _ : @ -")
+}
+
+/// A limit of the hub: 503, the server's capacity, not the client's mistake.
+pub fn hub_error(ctx: &Ctx<'_>, e: HubError) -> Reply {
+    let r = Response::json(503, &serde_json::json!({"error": e.to_string()})).header("Retry-After", "10");
+    with_cors(ctx, r).into()
 }
 
 pub fn json_error(ctx: &Ctx<'_>, status: u16, msg: &str) -> Reply {

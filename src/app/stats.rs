@@ -34,11 +34,13 @@ pub struct Stats {
     pub requests: u64,
     pub bytes_in: u64,
     pub bytes_out: u64,
+    /// Connections closed because their output made no progress for `--write-timeout`.
+    pub write_timeouts: u64,
 }
 
 impl Stats {
     pub fn new(now: Instant) -> Self {
-        Stats { started: now, open: [0; 4], accepted: 0, requests: 0, bytes_in: 0, bytes_out: 0 }
+        Stats { started: now, open: [0; 4], accepted: 0, requests: 0, bytes_in: 0, bytes_out: 0, write_timeouts: 0 }
     }
 
     pub fn conn_opened(&mut self, kind: ConnKind) {
@@ -80,6 +82,12 @@ impl Stats {
             "messages_published": hub.stats.published,
             "messages_delivered": hub.stats.delivered,
             "slow_consumer_disconnects": hub.stats.slow_consumer_disconnects,
+            "write_timeouts": self.write_timeouts,
+            "history": {
+                "messages": hub.history_messages(),
+                "bytes": hub.history_bytes().0,
+                "budget": hub.history_bytes().1,
+            },
         })
     }
 
@@ -87,7 +95,7 @@ impl Stats {
     pub fn summary(&self, now: Instant, hub: &Hub) -> String {
         format!(
             "connections={} (http={} websocket={} sse={} longpoll={}) accepted={} requests={} bytes_in={} bytes_out={} uptime={}s \
-             channels={} published={} delivered={} slow_consumers={}",
+             channels={} published={} delivered={} slow_consumers={} write_timeouts={} history={}/{}B",
             self.open_total(),
             self.open(ConnKind::Http),
             self.open(ConnKind::WebSocket),
@@ -102,6 +110,9 @@ impl Stats {
             hub.stats.published,
             hub.stats.delivered,
             hub.stats.slow_consumer_disconnects,
+            self.write_timeouts,
+            hub.history_bytes().0,
+            hub.history_bytes().1,
         )
     }
 }

@@ -2,7 +2,7 @@
 //! recipient that speaks it (STYLE habit 7: encode once, share everywhere), and a run of
 //! messages delivered together.
 
-use std::cell::OnceCell;
+use std::cell::{Cell, OnceCell};
 use std::rc::Rc;
 use std::time::Instant;
 
@@ -25,7 +25,6 @@ pub enum Encoding {
 
 const ENCODINGS: usize = 4;
 
-#[derive(Debug)]
 pub struct Message {
     pub kind: TopicKind,
     pub topic: Rc<str>,
@@ -35,21 +34,74 @@ pub struct Message {
     pub data: Rc<[u8]>,
     pub published: Instant,
     encoded: [OnceCell<Rc<[u8]>>; ENCODINGS],
+    /// Bytes of the encodings built so far, allocation overhead included.
+    encoded_bytes: Cell<usize>,
+    /// While the message is kept in history: the hub's count of history bytes, which every
+    /// encoding built later is added to (see [`super::history`]).
+    pub(super) ledger: Cell<Option<Ledger>>,
+    /// While kept in history: its node in the hub's publish-order list.
+    pub(super) node: Cell<usize>,
+}
+
+/// The hub's count of the bytes its history holds, shared with the messages it keeps.
+pub(super) type Ledger = Rc<Cell<usize>>;
+
+/// What one heap allocation costs besides its bytes: glibc's malloc header and rounding
+/// (16 bytes on 64-bit), plus the two reference counts of an `Rc`.
+pub const RC_ALLOC_OVERHEAD: usize = 16 + 2 * std::mem::size_of::<usize>();
+
+impl std::fmt::Debug for Message {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Message").field("topic", &self.topic).field("id", &self.id).field("len", &self.data.len()).finish()
+    }
 }
 
 impl Message {
     pub fn new(kind: TopicKind, topic: Rc<str>, id: u64, event: Option<Rc<str>>, data: Rc<[u8]>, now: Instant) -> Message {
-        Message { kind, topic, id, event, data, published: now, encoded: Default::default() }
+        Message {
+            kind,
+            topic,
+            id,
+            event,
+            data,
+            published: now,
+            encoded: Default::default(),
+            encoded_bytes: Cell::new(0),
+            ledger: Cell::new(None),
+            node: Cell::new(usize::MAX),
+        }
     }
 
-    /// What the message counts for in the history budget: its data and event name.
+    /// The payload's size (data and event name): what decides whether a message joins a run.
     pub fn size(&self) -> usize {
         self.data.len() + self.event.as_ref().map_or(0, |e| e.len())
     }
 
-    /// The message's bytes in `enc`, encoded on first use.
+    /// What keeping the message costs in memory, as the history budget counts it: the
+    /// message itself, its data and event allocations, and every encoding built so far.
+    /// (The history's own bookkeeping per message is added by the history.)
+    pub fn cost(&self) -> usize {
+        let event = self.event.as_ref().map_or(0, |e| e.len() + RC_ALLOC_OVERHEAD);
+        std::mem::size_of::<Message>() + RC_ALLOC_OVERHEAD + self.data.len() + RC_ALLOC_OVERHEAD + event + self.encoded_bytes.get()
+    }
+
+    /// The message's bytes in `enc`, encoded on first use. While the message is in history,
+    /// the encoding's bytes are added to the history's count as soon as it is built.
     pub fn encoded(&self, enc: Encoding) -> &Rc<[u8]> {
         self.encoded[enc as usize].get_or_init(|| {
+            let bytes = self.encode(enc);
+            let cost = bytes.len() + RC_ALLOC_OVERHEAD;
+            self.encoded_bytes.set(self.encoded_bytes.get() + cost);
+            if let Some(ledger) = self.ledger.take() {
+                ledger.set(ledger.get() + cost);
+                self.ledger.set(Some(ledger));
+            }
+            bytes
+        })
+    }
+
+    fn encode(&self, enc: Encoding) -> Rc<[u8]> {
+        {
             let mut out = Vec::with_capacity(self.data.len() + 64);
             match enc {
                 Encoding::WsData => {
@@ -67,7 +119,7 @@ impl Message {
                 Encoding::LongPoll => out = serde_json::to_vec(&self.envelope()).unwrap_or_default(),
             }
             out.into()
-        })
+        }
     }
 
     /// `{"channel"|"user": name, "id": "...", "event": ..., "data": "..."}`. Data that is not

@@ -13,6 +13,7 @@
 //! stream), and keep increasing across restarts (a browser that comes back to a restarted
 //! server with an old id gets what was published since, not nothing).
 
+mod history;
 mod message;
 mod topic;
 
@@ -20,6 +21,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use history::History;
 pub use message::{Encoding, Message, Run};
 pub use topic::{Subscriber, Topic};
 
@@ -79,8 +81,27 @@ pub fn valid_user_name(name: &str) -> bool {
 pub struct Backlog {
     /// Messages after the id, in id order (merged across topics).
     pub messages: Vec<Rc<Message>>,
-    /// Some messages after the id may be gone (expired, evicted, or lost with a restart).
+    /// Some messages after the id may be gone (expired, evicted, lost with a restart), or
+    /// the id is newer than any message (from a process whose clock was ahead, or another
+    /// deployment): either way the client cannot trust its position.
     pub reset: bool,
+    /// The newest id when the backlog was taken: where a client told to reset continues from.
+    pub last_id: u64,
+}
+
+/// Why the hub refused to create a topic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HubError {
+    /// `--max-channels` channels exist already.
+    TooManyChannels(usize),
+}
+
+impl std::fmt::Display for HubError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HubError::TooManyChannels(n) => write!(f, "the server holds its maximum of {n} channels (--max-channels)"),
+        }
+    }
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -100,13 +121,30 @@ fn transport_index(e: Encoding) -> usize {
     }
 }
 
+/// What a topic costs while it keeps history, besides its messages: its map entry (key,
+/// topic, the table's control byte and padding) and its name's allocation.
+fn topic_cost(key: &TopicKey) -> usize {
+    std::mem::size_of::<TopicKey>() + std::mem::size_of::<Topic>() + 16 + key.name.len() + message::RC_ALLOC_OVERHEAD
+}
+
+/// The limits on what the hub keeps (from [`crate::config::Config`]).
+#[derive(Clone, Copy, Debug)]
+pub struct HubLimits {
+    /// Messages each topic keeps.
+    pub history_len: usize,
+    /// Age past which kept messages go.
+    pub history_ttl: Duration,
+    /// Bytes all history together may cost (messages, their encodings, their topics).
+    pub history_bytes: usize,
+    /// Channels that may exist at once.
+    pub max_channels: usize,
+}
+
 pub struct Hub {
     topics: HashMap<TopicKey, Topic>,
-    history_len: usize,
-    history_ttl: Duration,
-    /// Bytes of message data kept in all histories, and the most that may be.
-    history_bytes: usize,
-    history_budget: usize,
+    /// Every kept message in publish order: what the byte budget and the TTL evict from.
+    history: History,
+    limits: HubLimits,
     /// The last id handed out.
     last_id: u64,
     /// The highest floor of any topic forgotten so far. A topic created anew starts there:
@@ -114,20 +152,24 @@ pub struct Hub {
     /// starts at the process's start: a client resuming from an older id may have missed
     /// messages that died with the previous process.
     forgotten_floor: u64,
+    /// Channel topics in `topics`, and user topics with a subscriber: kept as they change,
+    /// so `/stats` never walks the topics.
+    channels: usize,
+    users_online: usize,
     pub stats: HubStats,
 }
 
 impl Hub {
     /// `wall_us`: microseconds since the Unix epoch now (a parameter: the hub reads no clock).
-    pub fn new(history_len: usize, history_ttl: Duration, history_budget: usize, wall_us: u64) -> Hub {
+    pub fn new(limits: HubLimits, wall_us: u64) -> Hub {
         Hub {
             topics: HashMap::new(),
-            history_len,
-            history_ttl,
-            history_bytes: 0,
-            history_budget,
+            history: History::default(),
+            limits,
             last_id: wall_us,
             forgotten_floor: wall_us,
+            channels: 0,
+            users_online: 0,
             stats: HubStats::default(),
         }
     }
@@ -142,9 +184,18 @@ impl Hub {
         self.last_id
     }
 
-    fn topic(&mut self, key: &TopicKey) -> &mut Topic {
-        let floor = self.forgotten_floor;
-        self.topics.entry(key.clone()).or_insert_with(|| Topic::new(floor))
+    /// The topic, created if need be (within `--max-channels`).
+    fn topic_mut(&mut self, key: &TopicKey) -> Result<&mut Topic, HubError> {
+        if !self.topics.contains_key(key) {
+            if key.kind == TopicKind::Channel {
+                if self.channels >= self.limits.max_channels {
+                    return Err(HubError::TooManyChannels(self.limits.max_channels));
+                }
+                self.channels += 1;
+            }
+            self.topics.insert(key.clone(), Topic::new(self.forgotten_floor));
+        }
+        Ok(self.topics.get_mut(key).expect("just inserted"))
     }
 
     /// Drops a topic that has neither subscribers nor history, keeping its floor.
@@ -153,51 +204,105 @@ impl Hub {
             if t.subscribers.is_empty() && t.history_is_empty() {
                 self.forgotten_floor = self.forgotten_floor.max(t.floor);
                 self.topics.remove(key);
+                if key.kind == TopicKind::Channel {
+                    self.channels -= 1;
+                }
+                if self.topics.is_empty() && self.topics.capacity() > 1024 {
+                    // A burst of channels is over: give the table back.
+                    self.topics = HashMap::new();
+                }
             }
         }
     }
 
     /// Adds a subscriber; returns its slot, which [`Hub::unsubscribe`] takes.
-    pub fn subscribe(&mut self, key: &TopicKey, sub: Subscriber) -> usize {
+    pub fn subscribe(&mut self, key: &TopicKey, sub: Subscriber) -> Result<usize, HubError> {
+        let topic = self.topic_mut(key)?;
+        let first = topic.subscribers.is_empty();
+        let slot = topic.subscribers.insert(sub);
+        if first && key.kind == TopicKind::User {
+            self.users_online += 1;
+        }
         self.stats.subscribers[transport_index(sub.encoding)] += 1;
-        self.topic(key).subscribers.insert(sub)
+        Ok(slot)
     }
 
     pub fn unsubscribe(&mut self, key: &TopicKey, slot: usize) {
         if let Some(t) = self.topics.get_mut(key) {
             if let Some(sub) = t.subscribers.try_remove(slot) {
                 self.stats.subscribers[transport_index(sub.encoding)] -= 1;
+                if t.subscribers.is_empty() && key.kind == TopicKind::User {
+                    self.users_online -= 1;
+                }
             }
         }
         self.forget_if_empty(key);
     }
 
     /// Records a message (in the topic's history, if it keeps one) and returns it; the
-    /// caller delivers it to [`Hub::subscribers`].
-    pub fn publish(&mut self, key: &TopicKey, event: Option<&str>, data: Rc<[u8]>, now: Instant, wall_us: u64) -> Rc<Message> {
+    /// caller delivers it to [`Hub::subscribers`]. Fails only when the topic does not exist
+    /// and may not be created.
+    pub fn publish(&mut self, key: &TopicKey, event: Option<&str>, data: Rc<[u8]>, now: Instant, wall_us: u64) -> Result<Rc<Message>, HubError> {
+        self.topic_mut(key)?;
         let id = self.next_id(wall_us);
-        let (len, ttl) = (self.history_len, self.history_ttl);
         let msg = Rc::new(Message::new(key.kind, key.name.clone(), id, event.map(Rc::from), data, now));
-        let delta = self.topic(key).record(msg.clone(), len, ttl, now);
-        self.history_bytes = self.history_bytes.saturating_add_signed(delta);
-        self.enforce_budget();
+        let Hub { topics, history, limits, .. } = self;
+        let topic = topics.get_mut(key).expect("created above");
+        if limits.history_len == 0 {
+            topic.floor = topic.floor.max(id);
+        } else {
+            if topic.history_is_empty() {
+                history.charge(topic_cost(key));
+            }
+            topic.push(msg.clone());
+            history.push(&msg);
+            while topic.history_len() > limits.history_len {
+                if let Some(old) = topic.pop_front() {
+                    history.remove(&old);
+                }
+            }
+        }
         self.stats.published += 1;
+        self.enforce_limits(now);
         self.forget_if_empty(key);
-        msg
+        Ok(msg)
     }
 
-    /// Over the byte budget, the oldest messages of all channels go first. A scan of the
-    /// channels per eviction: only reached when publishers push more data than the budget
-    /// holds, where each eviction stands for a large amount of received data anyway.
-    fn enforce_budget(&mut self) {
-        while self.history_bytes > self.history_budget {
-            let oldest = self.topics.iter().filter_map(|(k, t)| t.oldest().map(|id| (id, k))).min_by_key(|(id, _)| *id);
-            let Some((_, key)) = oldest else { break };
-            let key = key.clone();
-            let freed = self.topics.get_mut(&key).map_or(0, Topic::evict_front);
-            self.history_bytes -= freed;
-            self.forget_if_empty(&key);
+    /// Evicts what the age limit and the byte budget no longer allow, oldest first across
+    /// all topics: O(1) per evicted message. Called after each publish and by the loop after
+    /// deliveries (which may have built encodings that count in the budget).
+    pub fn enforce_limits(&mut self, now: Instant) {
+        let ttl = self.limits.history_ttl;
+        while self.history.oldest().is_some_and(|m| now.duration_since(m.published) >= ttl) {
+            self.evict_oldest();
         }
+        while self.history.bytes() > self.limits.history_bytes && self.evict_oldest() {}
+    }
+
+    /// Drops the oldest kept message of all topics (the front of its topic's history).
+    fn evict_oldest(&mut self) -> bool {
+        let Some(msg) = self.history.oldest().cloned() else { return false };
+        let key = TopicKey { kind: msg.kind, name: msg.topic.clone() };
+        if let Some(topic) = self.topics.get_mut(&key) {
+            debug_assert!(topic.front().is_some_and(|f| Rc::ptr_eq(f, &msg)), "per-topic and global order agree");
+            topic.pop_front();
+            if topic.history_is_empty() {
+                self.history.refund(topic_cost(&key));
+            }
+        }
+        self.history.remove(&msg);
+        self.forget_if_empty(&key);
+        true
+    }
+
+    /// Bytes the history is counted at (messages, encodings, topics), and its budget.
+    pub fn history_bytes(&self) -> (usize, usize) {
+        (self.history.bytes(), self.limits.history_bytes)
+    }
+
+    /// Messages kept in all histories.
+    pub fn history_messages(&self) -> usize {
+        self.history.len()
     }
 
     /// The subscriber in `slot` of `key` (as [`Hub::subscribe`] returned it).
@@ -213,15 +318,25 @@ impl Hub {
         self.topics.get(key).map_or(0, |t| t.subscribers.len())
     }
 
+    /// Whether all of `keys` (distinct) may be subscribed to now: the channels among them
+    /// that do not exist yet fit under `--max-channels`.
+    pub fn check_room(&self, keys: &[TopicKey]) -> Result<(), HubError> {
+        let new = keys.iter().filter(|k| k.kind == TopicKind::Channel && !self.topics.contains_key(*k)).count();
+        if self.channels + new > self.limits.max_channels {
+            return Err(HubError::TooManyChannels(self.limits.max_channels));
+        }
+        Ok(())
+    }
+
     /// Everything after `since` in these topics, merged in id order, and whether something
     /// after `since` may be missing.
     pub fn backlog(&mut self, keys: &[TopicKey], since: u64, now: Instant) -> Backlog {
-        let ttl = self.history_ttl;
-        let mut b = Backlog::default();
+        self.enforce_limits(now);
+        // An id no message has had yet: the client's position means nothing here.
+        let mut b = Backlog { reset: since > self.last_id, last_id: self.last_id, ..Backlog::default() };
         for key in keys {
-            match self.topics.get_mut(key) {
+            match self.topics.get(key) {
                 Some(t) => {
-                    self.history_bytes -= t.expire(ttl, now);
                     b.reset |= since < t.floor;
                     b.messages.extend(t.since(since).cloned());
                 }
@@ -232,31 +347,19 @@ impl Hub {
         b
     }
 
-    /// Expires old history and forgets topics with neither subscribers nor history. Returns
-    /// whether any history is left (the loop only keeps a sweep timer while there is).
+    /// Expires old history (forgetting topics left with neither subscribers nor history).
+    /// Returns whether any history is left (the loop only keeps a sweep timer while there is).
     pub fn sweep(&mut self, now: Instant) -> bool {
-        let ttl = self.history_ttl;
-        let mut floor = self.forgotten_floor;
-        let mut freed = 0;
-        self.topics.retain(|_, t| {
-            freed += t.expire(ttl, now);
-            let keep = !(t.subscribers.is_empty() && t.history_is_empty());
-            if !keep {
-                floor = floor.max(t.floor);
-            }
-            keep
-        });
-        self.forgotten_floor = floor;
-        self.history_bytes -= freed;
-        self.topics.values().any(|t| !t.history_is_empty())
+        self.enforce_limits(now);
+        !self.history.is_empty()
     }
 
     pub fn channel_count(&self) -> usize {
-        self.topics.keys().filter(|k| k.kind == TopicKind::Channel).count()
+        self.channels
     }
 
     pub fn users_online(&self) -> usize {
-        self.topics.iter().filter(|(k, t)| k.kind == TopicKind::User && !t.subscribers.is_empty()).count()
+        self.users_online
     }
 }
 
@@ -268,6 +371,10 @@ mod tests {
         s.as_bytes().into()
     }
 
+    fn limits(history_len: usize, ttl_secs: u64, history_bytes: usize) -> HubLimits {
+        HubLimits { history_len, history_ttl: Duration::from_secs(ttl_secs), history_bytes, max_channels: 1000 }
+    }
+
     fn sub(token: usize) -> Subscriber {
         Subscriber { conn: ConnRef { token, id: token as u64 }, encoding: Encoding::Sse, after: 0 }
     }
@@ -275,23 +382,23 @@ mod tests {
     #[test]
     fn ids_increase_even_when_the_clock_does_not() {
         let now = Instant::now();
-        let mut hub = Hub::new(10, Duration::from_secs(60), 1 << 20, 1000);
+        let mut hub = Hub::new(limits(10, 60, 1 << 20), 1000);
         let a = TopicKey::channel("a");
-        let ids: Vec<u64> = (0..5).map(|_| hub.publish(&a, None, data("x"), now, 500).id).collect();
+        let ids: Vec<u64> = (0..5).map(|_| hub.publish(&a, None, data("x"), now, 500).unwrap().id).collect();
         assert_eq!(ids, vec![1001, 1002, 1003, 1004, 1005]);
-        assert_eq!(hub.publish(&a, None, data("x"), now, 9000).id, 9000);
+        assert_eq!(hub.publish(&a, None, data("x"), now, 9000).unwrap().id, 9000);
     }
 
     #[test]
     fn backlog_merges_channels_and_signals_gaps() {
         let now = Instant::now();
-        let mut hub = Hub::new(3, Duration::from_secs(60), 1 << 20, 100);
+        let mut hub = Hub::new(limits(3, 60, 1 << 20), 100);
         let (a, b) = (TopicKey::channel("a"), TopicKey::channel("b"));
-        hub.subscribe(&a, sub(1));
-        hub.subscribe(&b, sub(2));
+        hub.subscribe(&a, sub(1)).unwrap();
+        hub.subscribe(&b, sub(2)).unwrap();
         let ids: Vec<u64> = ["a1", "b1", "a2", "b2"]
             .iter()
-            .map(|s| hub.publish(if s.starts_with('a') { &a } else { &b }, None, data(s), now, 0).id)
+            .map(|s| hub.publish(if s.starts_with('a') { &a } else { &b }, None, data(s), now, 0).unwrap().id)
             .collect();
         let bl = hub.backlog(&[a.clone(), b.clone()], ids[0], now);
         let got: Vec<&[u8]> = bl.messages.iter().map(|m| &m.data[..]).collect();
@@ -301,7 +408,7 @@ mod tests {
         assert!(hub.backlog(std::slice::from_ref(&a), 50, now).reset);
         // Evicting from history raises the floor.
         for i in 0..3 {
-            hub.publish(&a, None, data(&format!("more{i}")), now, 0);
+            hub.publish(&a, None, data(&format!("more{i}")), now, 0).unwrap();
         }
         let bl = hub.backlog(std::slice::from_ref(&a), ids[0], now);
         assert!(bl.reset);
@@ -311,16 +418,16 @@ mod tests {
     #[test]
     fn history_expires_and_empty_topics_are_forgotten() {
         let t0 = Instant::now();
-        let mut hub = Hub::new(100, Duration::from_secs(5), 1 << 20, 0);
+        let mut hub = Hub::new(limits(100, 5, 1 << 20), 0);
         let a = TopicKey::channel("a");
-        let id = hub.publish(&a, None, data("x"), t0, 0).id;
+        let id = hub.publish(&a, None, data("x"), t0, 0).unwrap().id;
         assert_eq!(hub.channel_count(), 1);
         assert!(hub.sweep(t0 + Duration::from_secs(1)));
         assert!(!hub.sweep(t0 + Duration::from_secs(6)));
         assert_eq!(hub.channel_count(), 0);
         // What expired is reported as a gap.
         assert!(hub.backlog(std::slice::from_ref(&a), id - 1, t0 + Duration::from_secs(6)).reset);
-        let slot = hub.subscribe(&a, sub(1));
+        let slot = hub.subscribe(&a, sub(1)).unwrap();
         assert_eq!(hub.subscriber_count(&a), 1);
         hub.unsubscribe(&a, slot);
         assert_eq!(hub.channel_count(), 0);
@@ -329,16 +436,78 @@ mod tests {
     #[test]
     fn byte_budget_evicts_the_oldest_across_channels() {
         let now = Instant::now();
-        let mut hub = Hub::new(100, Duration::from_secs(60), 10, 0);
+        // Room for channel a with one message and channel b with two, not for a third.
+        let probe = Rc::new(Message::new(TopicKind::Channel, "a".into(), 0, None, data("aaaa"), now));
+        let one = probe.cost() + history::PER_MESSAGE;
+        let budget = 3 * one + 2 * topic_cost(&TopicKey::channel("a"));
+        let mut hub = Hub::new(limits(100, 60, budget), 0);
         let (a, b) = (TopicKey::channel("a"), TopicKey::channel("b"));
-        let first = hub.publish(&a, None, data("aaaa"), now, 0).id;
-        hub.publish(&b, None, data("bbbb"), now, 0);
-        hub.publish(&b, None, data("cccc"), now, 0); // 12 bytes: "aaaa" goes
+        let first = hub.publish(&a, None, data("aaaa"), now, 0).unwrap().id;
+        hub.publish(&b, None, data("bbbb"), now, 0).unwrap();
+        hub.publish(&b, None, data("cccc"), now, 0).unwrap();
+        assert_eq!(hub.history_messages(), 3);
+        hub.publish(&b, None, data("dddd"), now, 0).unwrap(); // over: "aaaa" goes
         let bl = hub.backlog(std::slice::from_ref(&a), first - 1, now);
         assert!(bl.reset && bl.messages.is_empty());
-        assert_eq!(hub.backlog(std::slice::from_ref(&b), first, now).messages.len(), 2);
-        assert_eq!(hub.history_bytes, 8);
+        assert_eq!(hub.backlog(std::slice::from_ref(&b), first, now).messages.len(), 3);
+        assert_eq!(hub.history_bytes().0, 3 * one + topic_cost(&b), "a's name is no longer counted");
         assert_eq!(hub.channel_count(), 1, "channel a, empty and unsubscribed, is forgotten");
+        // An encoding built while kept counts; the next publish makes room for it.
+        for m in hub.backlog(std::slice::from_ref(&b), first, now).messages {
+            m.encoded(Encoding::Sse);
+            m.encoded(Encoding::WsEnvelope);
+        }
+        assert!(hub.history_bytes().0 > budget);
+        hub.enforce_limits(now);
+        assert!(hub.history_bytes().0 <= budget);
+        assert_eq!(hub.history_messages(), 2);
+    }
+
+    #[test]
+    fn eviction_and_expiry_keep_every_count_exact() {
+        let t0 = Instant::now();
+        let mut hub = Hub::new(limits(2, 5, 1 << 20), 0);
+        let keys: Vec<TopicKey> = (0..50).map(|i| TopicKey::channel(&format!("c{i}"))).collect();
+        for (i, k) in keys.iter().enumerate() {
+            for _ in 0..3 {
+                hub.publish(k, None, data("x"), t0 + Duration::from_millis(i as u64), 0).unwrap();
+            }
+        }
+        assert_eq!(hub.history_messages(), 100, "two per channel");
+        assert_eq!(hub.channel_count(), 50);
+        assert!(hub.sweep(t0 + Duration::from_millis(5024)), "the last 25 channels are younger than 5 s");
+        assert_eq!(hub.channel_count(), 25);
+        assert!(!hub.sweep(t0 + Duration::from_secs(6)));
+        assert_eq!((hub.channel_count(), hub.history_messages(), hub.history_bytes().0), (0, 0, 0));
+    }
+
+    #[test]
+    fn max_channels_refuses_new_channels_only() {
+        let now = Instant::now();
+        let mut hub = Hub::new(HubLimits { max_channels: 2, ..limits(10, 60, 1 << 20) }, 0);
+        let (a, b, c) = (TopicKey::channel("a"), TopicKey::channel("b"), TopicKey::channel("c"));
+        hub.publish(&a, None, data("x"), now, 0).unwrap();
+        let slot = hub.subscribe(&b, sub(1)).unwrap();
+        assert_eq!(hub.publish(&c, None, data("x"), now, 0).unwrap_err(), HubError::TooManyChannels(2));
+        assert!(hub.subscribe(&c, sub(2)).is_err() && hub.check_room(std::slice::from_ref(&c)).is_err());
+        assert!(hub.publish(&a, None, data("y"), now, 0).is_ok() && hub.check_room(&[a.clone(), b.clone()]).is_ok());
+        // Users are bounded by connections, not by the channel cap.
+        assert!(hub.subscribe(&TopicKey::user("u"), sub(3)).is_ok());
+        assert_eq!(hub.users_online(), 1);
+        hub.unsubscribe(&b, slot);
+        assert!(hub.subscribe(&c, sub(2)).is_ok(), "a channel freed a place");
+    }
+
+    #[test]
+    fn an_id_from_the_future_is_a_reset() {
+        let now = Instant::now();
+        let mut hub = Hub::new(limits(10, 60, 1 << 20), 1000);
+        let a = TopicKey::channel("a");
+        let id = hub.publish(&a, None, data("x"), now, 2000).unwrap().id;
+        assert!(!hub.backlog(std::slice::from_ref(&a), id, now).reset);
+        let b = hub.backlog(std::slice::from_ref(&a), id + 1, now);
+        assert!(b.reset && b.messages.is_empty());
+        assert_eq!(b.last_id, id);
     }
 
     #[test]

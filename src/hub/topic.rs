@@ -2,7 +2,6 @@
 
 use std::collections::VecDeque;
 use std::rc::Rc;
-use std::time::{Duration, Instant};
 
 use slab::Slab;
 
@@ -37,45 +36,27 @@ impl Topic {
         self.history.is_empty()
     }
 
-    /// Appends to history, evicting past `len` messages or `ttl` of age. Returns the change
-    /// in history bytes (added minus evicted) for the hub's budget.
-    pub fn record(&mut self, msg: Rc<Message>, len: usize, ttl: Duration, now: Instant) -> isize {
-        if len == 0 {
-            self.floor = self.floor.max(msg.id);
-            return 0;
-        }
-        let mut delta = msg.size() as isize;
+    pub fn history_len(&self) -> usize {
+        self.history.len()
+    }
+
+    /// Appends to the topic's history (the hub enforces the limits).
+    pub fn push(&mut self, msg: Rc<Message>) {
         self.history.push_back(msg);
-        while self.history.len() > len {
-            delta -= self.evict_front() as isize;
-        }
-        delta - self.expire(ttl, now) as isize
     }
 
-    /// Drops messages older than `ttl`; returns the bytes freed.
-    pub fn expire(&mut self, ttl: Duration, now: Instant) -> usize {
-        let mut freed = 0;
-        while self.history.front().is_some_and(|m| now.duration_since(m.published) >= ttl) {
-            freed += self.evict_front();
+    /// Drops the oldest message, raising the floor: a client behind it gets a reset.
+    pub fn pop_front(&mut self) -> Option<Rc<Message>> {
+        let m = self.history.pop_front()?;
+        self.floor = self.floor.max(m.id);
+        if self.history.is_empty() && self.history.capacity() > 16 {
+            self.history = VecDeque::new();
         }
-        freed
+        Some(m)
     }
 
-    /// Drops the oldest message (raising the floor: a client behind it gets a reset);
-    /// returns the bytes freed.
-    pub fn evict_front(&mut self) -> usize {
-        match self.history.pop_front() {
-            Some(m) => {
-                self.floor = self.floor.max(m.id);
-                m.size()
-            }
-            None => 0,
-        }
-    }
-
-    /// The id of the oldest message kept.
-    pub fn oldest(&self) -> Option<u64> {
-        self.history.front().map(|m| m.id)
+    pub fn front(&self) -> Option<&Rc<Message>> {
+        self.history.front()
     }
 
     /// History after `id`, oldest first.

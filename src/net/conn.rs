@@ -78,8 +78,10 @@ pub fn reader_limits(cfg: &Config) -> ReaderLimits {
 pub enum Expiry {
     /// Answer 408 and close.
     RequestTimeout,
-    /// Close without a word (idle keep-alive, stuck output, end of linger, dead peer).
+    /// Close without a word (idle keep-alive, end of linger, dead peer).
     Close,
+    /// Output made no progress for `--write-timeout`: close (counted in `/stats`).
+    WriteTimeout,
     /// Send a WebSocket heartbeat ping.
     Ping,
     /// Send an SSE heartbeat comment.
@@ -119,6 +121,8 @@ pub struct Conn {
     /// Marked for closing at the end of this loop iteration.
     pub dead: bool,
     pub last_progress: Instant,
+    /// Output is waiting: since when it has not moved (`--write-timeout` runs from here).
+    pub stuck_since: Option<Instant>,
     /// The earliest timer-heap entry this connection has outstanding.
     pub timer_at: Option<Instant>,
     /// Hub subscriptions (topic and slot), removed when the connection closes.
@@ -143,6 +147,7 @@ impl Conn {
             pending: false,
             dead: false,
             last_progress: now,
+            stuck_since: None,
             timer_at: None,
             subs: Vec::new(),
         }
@@ -199,10 +204,17 @@ impl Conn {
             // Closing: what is left must drain soon (a slow consumer that was cut off).
             return (self.last_progress + CLOSE_FLUSH_TIMEOUT, Expiry::Close);
         }
-        if (!self.out.is_empty() || self.sending_file()) && !matches!(self.transport, Transport::Sse(_) | Transport::WebSocket(_)) {
-            // A peer that stops reading our output for this long is gone.
-            return (self.last_progress + cfg.keepalive_timeout, Expiry::Close);
+        let due = self.transport_deadline(cfg);
+        match self.stuck_since {
+            // A peer that stops reading our output for this long is gone (or as good as):
+            // whatever the connection speaks, its slot and queue are not held forever.
+            Some(since) if since + cfg.write_timeout < due.0 => (since + cfg.write_timeout, Expiry::WriteTimeout),
+            _ => due,
         }
+    }
+
+    /// What the transport itself waits for next.
+    fn transport_deadline(&self, cfg: &Config) -> (Instant, Expiry) {
         match &self.transport {
             Transport::Http(h) => {
                 if h.reader.in_body() {

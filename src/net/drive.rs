@@ -29,7 +29,10 @@ pub fn drive_conn(conn: &mut Conn, scratch: &mut [u8], env: &mut Env<'_>) -> boo
     if conn.stalled && conn.wants_input(&env.app.config) {
         process_buffered(conn, env);
     }
-    while conn.read_ready && !conn.stalled && conn.wants_input(&env.app.config) {
+    // Fairness: at most a turn's worth of input bytes (besides the per-turn message budget
+    // the transports keep); a client that keeps its socket full waits on the pending list.
+    let mut took = 0;
+    while conn.read_ready && !conn.stalled && conn.wants_input(&env.app.config) && took < env.app.config.max_input_per_wakeup {
         match conn.sock.read(scratch) {
             Ok(0) => {
                 conn.peer_eof = true;
@@ -37,6 +40,7 @@ pub fn drive_conn(conn: &mut Conn, scratch: &mut [u8], env: &mut Env<'_>) -> boo
             }
             Ok(n) => {
                 env.app.stats.bytes_in += n as u64;
+                took += n;
                 conn.last_progress = env.now;
                 if n < scratch.len() && !conn.read_closed {
                     // A short read drained the socket buffer. Data or a FIN arriving after
@@ -120,6 +124,7 @@ fn process_buffered(conn: &mut Conn, env: &mut Env<'_>) {
 /// connection whose output is done to lingering. Returns false when the connection is dead.
 fn write_out(conn: &mut Conn, env: &mut Env<'_>) -> bool {
     let mut budget = FILE_BUDGET;
+    let written_before = env.app.stats.bytes_out;
     loop {
         if let Transport::Http(h) = &mut conn.transport {
             if let Some(f) = &mut h.file {
@@ -167,6 +172,12 @@ fn write_out(conn: &mut Conn, env: &mut Env<'_>) -> bool {
                 return false;
             }
         }
+    }
+    // The write timeout runs from the last time output moved (or from when it was queued).
+    if conn.out.is_empty() && !conn.sending_file() {
+        conn.stuck_since = None;
+    } else if env.app.stats.bytes_out != written_before || conn.stuck_since.is_none() {
+        conn.stuck_since = Some(env.now);
     }
     if matches!(conn.life, Life::CloseAfterFlush) && conn.out.is_empty() && !conn.sending_file() {
         if conn.peer_eof {

@@ -73,6 +73,8 @@ pub struct Server {
     tick_armed: bool,
     /// Accepts are paused for lack of descriptors (logged once per shortage).
     accepts_starved: bool,
+    /// A second signal came during the drain: stop now.
+    exit_now: bool,
 }
 
 /// Microseconds since the Unix epoch: message ids.
@@ -85,7 +87,7 @@ impl Server {
     /// tests can run several servers in one process.
     pub fn bind(config: Config) -> io::Result<Server> {
         let poll = Poll::new()?;
-        let mut listener = TcpListener::bind(config.listen)?;
+        let mut listener = listen(config.listen)?;
         let local_addr = listener.local_addr()?;
         poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
         let now = Instant::now();
@@ -112,6 +114,7 @@ impl Server {
             sweep_armed: false,
             tick_armed: false,
             accepts_starved: false,
+            exit_now: false,
         })
     }
 
@@ -151,6 +154,10 @@ impl Server {
                     SIGNALS => self.on_signal(),
                     token => self.on_conn_event(token, event),
                 }
+            }
+            if self.exit_now {
+                log::info!("second signal: exiting now ({} connections open)", self.conns.len());
+                return Ok(());
             }
             // At most PENDING_PER_TURN of them per turn, then back to poll: a fan-out to
             // 10,000 subscribers does not hold up everyone else for the length of 10,000
@@ -192,6 +199,7 @@ impl Server {
                     }
                     // Push messages are small and latency-bound: never wait for Nagle.
                     let _ = sock.set_nodelay(true);
+                    set_keepalive(&sock);
                     let entry = self.conns.vacant_entry();
                     let token = Token(entry.key());
                     if let Err(e) = self.poll.registry().register(&mut sock, token, Interest::READABLE) {
@@ -230,10 +238,21 @@ impl Server {
         }
     }
 
+    /// The first SIGINT/SIGTERM starts the drain; another one during it ends the process at
+    /// once (an operator who presses Ctrl-C twice means it).
     fn on_signal(&mut self) {
         let Some(signals) = &mut self.signals else { return };
-        if signals.pending().next().is_some() && self.draining.is_none() {
+        let n = signals.pending().count();
+        if n == 0 {
+            return;
+        }
+        if self.draining.is_none() {
             self.begin_drain();
+            if n > 1 {
+                self.exit_now = true;
+            }
+        } else {
+            self.exit_now = true;
         }
     }
 
@@ -360,6 +379,8 @@ impl Server {
                 self.deliver(&run);
             }
         }
+        // Deliveries build encodings, which count in the history budget.
+        self.app.hub.enforce_limits(self.now);
         if !self.sweep_armed {
             self.sweep_armed = true;
             self.timers.add(self.now + HUB_SWEEP, TimerKey::HubSweep);
@@ -463,6 +484,11 @@ impl Server {
         }
         match what {
             Expiry::Close => self.mark_dead(token),
+            Expiry::WriteTimeout => {
+                log::debug!("conn {}: output stuck for {:?}: closing", conn.id, self.app.config.write_timeout);
+                self.app.stats.write_timeouts += 1;
+                self.mark_dead(token);
+            }
             Expiry::Ping => {
                 ws::send_ping(conn, self.now);
                 self.drive(token);
@@ -502,6 +528,37 @@ impl Server {
             stream::unsubscribe_all(&mut conn, &mut self.app.hub);
             self.app.stats.conn_closed(conn.kind());
         }
+    }
+}
+
+/// The listen backlog. mio's default (128) drops SYNs when thousands of EventSource clients
+/// reconnect within one `retry:` after a restart; the kernel caps this at
+/// `net.core.somaxconn` (4096 on current Linux).
+const LISTEN_BACKLOG: i32 = 4096;
+
+/// Binds the listening socket the way mio would (non-blocking, `SO_REUSEADDR` so a restart
+/// can bind while old connections sit in TIME_WAIT), with a deep backlog.
+fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let sock = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    sock.set_reuse_address(true)?;
+    sock.set_nonblocking(true)?;
+    sock.bind(&addr.into())?;
+    sock.listen(LISTEN_BACKLOG)?;
+    Ok(TcpListener::from_std(sock.into()))
+}
+
+/// TCP keep-alive on every accepted socket: a peer that vanished without a FIN (a laptop
+/// closed, a NAT entry dropped) is found within about two minutes of silence even on a
+/// connection we never write to, instead of holding its slot forever.
+fn set_keepalive(sock: &mio::net::TcpStream) {
+    use socket2::{SockRef, TcpKeepalive};
+    let ka = TcpKeepalive::new()
+        .with_time(std::time::Duration::from_secs(60))
+        .with_interval(std::time::Duration::from_secs(10))
+        .with_retries(6);
+    if let Err(e) = SockRef::from(sock).set_tcp_keepalive(&ka) {
+        log::debug!("keepalive: {e}");
     }
 }
 

@@ -104,6 +104,15 @@ impl OutBuf {
         }
     }
 
+    /// Queues static bytes by reference, however short (separators between shared chunks:
+    /// a copy into a fresh owned chunk would cost an allocation each).
+    pub fn push_static(&mut self, bytes: &'static [u8]) {
+        if !bytes.is_empty() {
+            self.len += bytes.len();
+            self.chunks.push_back(Chunk::Static(bytes));
+        }
+    }
+
     pub fn push_owned(&mut self, bytes: Vec<u8>) {
         if bytes.len() <= COALESCE_MAX {
             self.extend(&bytes);

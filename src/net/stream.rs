@@ -10,8 +10,8 @@ use super::http::Env;
 use super::ws;
 use crate::app::{ConnKind, StreamKind, Subscription};
 use crate::config::Config;
-use crate::hub::{ConnRef, Encoding, Hub, Message, Run, Subscriber, TopicKey};
-use crate::proto::http1::{response, Body, DateCache, Persist, Response};
+use crate::hub::{ConnRef, Encoding, Hub, HubError, Message, Run, Subscriber, TopicKey};
+use crate::proto::http1::{response, DateCache, Persist};
 use crate::proto::sse;
 
 /// An SSE stream: the response head is sent, events follow until the connection ends.
@@ -34,15 +34,24 @@ pub struct LongPoll {
 
 /// Adds the connection to `key`'s subscribers and remembers the slot for unsubscribing.
 /// Returns the id after which messages are delivered live.
-pub fn subscribe(conn: &mut Conn, hub: &mut Hub, key: TopicKey, encoding: Encoding) -> u64 {
+pub fn subscribe(conn: &mut Conn, hub: &mut Hub, key: TopicKey, encoding: Encoding) -> Result<u64, HubError> {
     let conn_ref = ConnRef { token: conn.token, id: conn.id };
     // Messages published before this point reach the subscriber through its replay (or not
     // at all), never through live delivery: no duplicate when a publish and a resuming
     // subscribe happen while the same connection is handled.
     let after = hub.last_id();
-    let slot = hub.subscribe(&key, Subscriber { conn: conn_ref, encoding, after });
+    let slot = hub.subscribe(&key, Subscriber { conn: conn_ref, encoding, after })?;
     conn.subs.push((key, slot));
-    after
+    Ok(after)
+}
+
+/// Subscribes to topics the route already checked room for (`Hub::check_room`, in the same
+/// turn: nothing can have taken the room since). Should it fail anyway, the stream goes on
+/// without that topic rather than failing a response already under way.
+fn subscribe_checked(conn: &mut Conn, hub: &mut Hub, key: TopicKey, encoding: Encoding) {
+    if let Err(e) = subscribe(conn, hub, key, encoding) {
+        log::warn!("conn {}: {e}", conn.id);
+    }
 }
 
 /// Removes every subscription of the connection.
@@ -52,20 +61,53 @@ pub fn unsubscribe_all(conn: &mut Conn, hub: &mut Hub) {
     }
 }
 
+/// The head an SSE stream starts with: what a GET gets, and exactly what a HEAD gets.
+fn sse_headers(extra: &[(&'static str, Cow<'static, str>)]) -> Vec<(&'static str, Cow<'static, str>)> {
+    let mut headers = vec![
+        ("Content-Type", Cow::Borrowed("text/event-stream; charset=utf-8")),
+        ("Cache-Control", Cow::Borrowed("no-cache")),
+        // nginx buffers proxied responses unless told not to.
+        ("X-Accel-Buffering", Cow::Borrowed("no")),
+    ];
+    headers.extend(extra.iter().cloned());
+    headers
+}
+
+/// The headers of every long-poll answer besides its status and length.
+fn poll_headers(extra: &[(&'static str, Cow<'static, str>)]) -> Vec<(&'static str, Cow<'static, str>)> {
+    let mut headers = vec![("Content-Type", Cow::Borrowed("application/json")), ("Cache-Control", Cow::Borrowed("no-store"))];
+    headers.extend(extra.iter().cloned());
+    headers
+}
+
 /// Carries out `Reply::Subscribe`: starts an SSE stream (replay first), or answers a
-/// long-poll at once from history, or holds it.
-pub fn start(conn: &mut Conn, sub: Subscription, persist: Persist, env: &mut Env<'_>) {
+/// long-poll at once from history, or holds it. For a HEAD (`head_only`): the head the GET
+/// would start with, and no subscription.
+pub fn start(conn: &mut Conn, sub: Subscription, persist: Persist, head_only: bool, env: &mut Env<'_>) {
     let now = env.now;
+    if head_only {
+        let date = env.date;
+        match sub.kind {
+            StreamKind::Sse => {
+                // The GET's head says the stream ends with the connection: so does this.
+                conn.out.with_tail(|v| response::write_head(v, 200, &sse_headers(&sub.headers), None, Persist::Stream, date));
+                conn.life = Life::CloseAfterFlush;
+            }
+            StreamKind::LongPoll => {
+                // The GET's length depends on what arrives; a HEAD may leave it out (RFC
+                // 9110 §9.3.2) and keeps the connection.
+                conn.out.with_tail(|v| response::write_head(v, 200, &poll_headers(&sub.headers), None, persist, date));
+                if persist == Persist::Close {
+                    conn.life = Life::CloseAfterFlush;
+                }
+            }
+        }
+        return;
+    }
     let backlog = sub.since.map(|since| env.app.hub.backlog(&sub.topics, since, now));
     match sub.kind {
         StreamKind::Sse => {
-            let mut headers = vec![
-                ("Content-Type", Cow::Borrowed("text/event-stream; charset=utf-8")),
-                ("Cache-Control", Cow::Borrowed("no-cache")),
-                // nginx buffers proxied responses unless told not to.
-                ("X-Accel-Buffering", Cow::Borrowed("no")),
-            ];
-            headers.extend(sub.headers);
+            let headers = sse_headers(&sub.headers);
             let date = env.date;
             conn.out.with_tail(|v| {
                 response::write_head(v, 200, &headers, None, Persist::Stream, date);
@@ -76,25 +118,30 @@ pub fn start(conn: &mut Conn, sub: Subscription, persist: Persist, env: &mut Env
             });
             if let Some(b) = &backlog {
                 if b.reset {
-                    conn.out.with_tail(|v| sse::encode_event(v, None, Some("reset"), b"history does not reach back to your last event id"));
+                    // With nothing to replay, the reset carries the newest id, so the
+                    // browser's Last-Event-ID moves to a position that means something here
+                    // (an id from the future would otherwise be reset on every reconnect).
+                    let id = b.messages.is_empty().then(|| b.last_id.to_string());
+                    conn.out.with_tail(|v| sse::encode_event(v, id.as_deref(), Some("reset"), b"history does not reach back to your last event id"));
                 }
                 for m in &b.messages {
                     conn.out.push_shared(m.encoded(Encoding::Sse).clone());
                 }
             }
             for key in sub.topics {
-                subscribe(conn, &mut env.app.hub, key, Encoding::Sse);
+                subscribe_checked(conn, &mut env.app.hub, key, Encoding::Sse);
             }
             conn.transport = Transport::Sse(Sse { next_beat: now + env.app.config.sse_heartbeat });
             switch_kind(env, ConnKind::Sse);
         }
         StreamKind::LongPoll => {
             if let Some(b) = backlog.filter(|b| !b.messages.is_empty() || b.reset) {
-                answer_poll(conn, &b.messages, b.reset, persist, &sub.headers, env.date);
+                let reset = b.reset.then_some(b.last_id);
+                answer_poll(conn, &b.messages, reset, persist, &sub.headers, env.date);
                 return;
             }
             for key in sub.topics {
-                subscribe(conn, &mut env.app.hub, key, Encoding::LongPoll);
+                subscribe_checked(conn, &mut env.app.hub, key, Encoding::LongPoll);
             }
             let until = now + env.app.config.poll_timeout;
             conn.transport = Transport::LongPoll(LongPoll { until, persist, headers: sub.headers });
@@ -108,29 +155,39 @@ fn switch_kind(env: &mut Env<'_>, to: ConnKind) {
     env.app.stats.conn_opened(to);
 }
 
-/// The long-poll answer: `200` with a JSON array of messages (and `X-Pushwire-Reset: true`
-/// when history did not reach back far enough), or `204` when there is nothing.
-fn answer_poll(conn: &mut Conn, msgs: &[Rc<Message>], reset: bool, persist: Persist, headers: &[(&'static str, Cow<'static, str>)], date: &DateCache) {
-    let mut resp = if msgs.is_empty() && !reset {
-        Response::empty(204)
+/// The long-poll answer: `200` with a JSON array of messages, or `204` when there is
+/// nothing. `reset`: history did not reach back far enough (`X-Pushwire-Reset: true`), and
+/// the newest id then (`X-Pushwire-Last-Id`: where to continue when the array is empty).
+///
+/// The body is the messages' shared encodings by reference, between static separators: a
+/// replay of the whole backlog to many pollers costs queue entries, never a copy of it.
+fn answer_poll(conn: &mut Conn, msgs: &[Rc<Message>], reset: Option<u64>, persist: Persist, extra: &[(&'static str, Cow<'static, str>)], date: &DateCache) {
+    if msgs.is_empty() && reset.is_none() {
+        let mut headers = vec![("Cache-Control", Cow::Borrowed("no-store"))];
+        headers.extend(extra.iter().cloned());
+        conn.out.with_tail(|v| response::write_head(v, 204, &headers, None, persist, date));
     } else {
-        let mut body = Vec::with_capacity(2 + msgs.iter().map(|m| m.encoded(Encoding::LongPoll).len() + 1).sum::<usize>());
-        body.push(b'[');
+        let mut headers = poll_headers(extra);
+        if let Some(last) = reset {
+            headers.push(("X-Pushwire-Reset", Cow::Borrowed("true")));
+            headers.push(("X-Pushwire-Last-Id", Cow::Owned(last.to_string())));
+        }
+        let len = 2 + msgs.iter().map(|m| m.encoded(Encoding::LongPoll).len()).sum::<usize>() + msgs.len().saturating_sub(1);
+        conn.out.with_tail(|v| {
+            response::write_head(v, 200, &headers, Some(len as u64), persist, date);
+            v.push(b'[');
+        });
         for (i, m) in msgs.iter().enumerate() {
             if i > 0 {
-                body.push(b',');
+                conn.out.push_static(b",");
             }
-            body.extend_from_slice(m.encoded(Encoding::LongPoll));
+            conn.out.push_shared(m.encoded(Encoding::LongPoll).clone());
         }
-        body.push(b']');
-        Response::new(200, "application/json", Body::Owned(body))
-    };
-    resp.headers.push(("Cache-Control", Cow::Borrowed("no-store")));
-    if reset {
-        resp.headers.push(("X-Pushwire-Reset", Cow::Borrowed("true")));
+        conn.out.push_static(b"]");
     }
-    resp.headers.extend(headers.iter().cloned());
-    conn.queue_response(resp, false, persist, date);
+    if persist == Persist::Close {
+        conn.life = Life::CloseAfterFlush;
+    }
 }
 
 /// Ends a held long-poll with these messages (none: the 204 of a timeout) and returns the
@@ -138,7 +195,7 @@ fn answer_poll(conn: &mut Conn, msgs: &[Rc<Message>], reset: bool, persist: Pers
 pub fn finish_poll(conn: &mut Conn, msgs: &[Rc<Message>], stats: &mut crate::app::Stats, cfg: &Config, date: &DateCache) {
     let Transport::LongPoll(lp) = &conn.transport else { return };
     let (persist, headers) = (lp.persist, lp.headers.clone());
-    answer_poll(conn, msgs, false, persist, &headers, date);
+    answer_poll(conn, msgs, None, persist, &headers, date);
     conn.back_to_http(cfg);
     stats.conn_closed(ConnKind::LongPoll);
     stats.conn_opened(ConnKind::Http);
@@ -160,9 +217,8 @@ pub enum Pushed {
 /// Queues a run of messages (see [`Run`]) for one subscriber, from its message `from` on (a
 /// subscriber that joined in the middle of the run takes only the rest). The bytes are shared
 /// encodings: a pointer and a length per recipient, never a copy — the run's, or for the rare
-/// subscriber that joined in the middle, each remaining message's own. (A long-poll answer is
-/// the exception: it is one HTTP body holding a JSON array of whatever that poller missed,
-/// built for it.)
+/// subscriber that joined in the middle, each remaining message's own. (A held long-poll is
+/// answered by [`finish_poll`], from the messages' shared encodings too.)
 pub fn push(conn: &mut Conn, run: &Run<'_>, from: usize, encoding: Encoding, cfg: &Config) -> Pushed {
     if !matches!(conn.life, Life::Open) || conn.dead {
         return Pushed::Skipped;

@@ -11,7 +11,7 @@ use super::outbuf::OutBuf;
 use super::stream;
 use crate::app::control::{self, ControlLink};
 use crate::app::WsSession;
-use crate::hub::{Encoding, Hub, TopicKey, TopicKind};
+use crate::hub::{Encoding, Hub, HubError, TopicKey, TopicKind};
 use crate::proto::ws::{close, encode_close_frame, encode_server_frame, Assembler, FrameHeader, OpCode, WsError, WsEvent};
 
 /// Payloads up to this size are copied behind their header; larger ones are queued as they
@@ -46,7 +46,10 @@ pub fn start(conn: &mut Conn, session: WsSession, env: &mut Env<'_>) {
                 conn.out.push_shared(m.encoded(Encoding::WsData).clone());
             }
         }
-        stream::subscribe(conn, &mut env.app.hub, key, Encoding::WsData);
+        // The route checked room for the channel in this same turn.
+        if let Err(e) = stream::subscribe(conn, &mut env.app.hub, key, Encoding::WsData) {
+            log::warn!("conn {}: {e}", conn.id);
+        }
     }
     // What a subscriber sends is published (or is a control message): no larger than an
     // HTTP publish may be. Only /echo takes messages up to --max-message.
@@ -64,7 +67,9 @@ pub fn process_input(conn: &mut Conn, input: &[u8], env: &mut Env<'_>) -> (usize
         ws.ping_sent = None;
     }
     loop {
-        if !conn.wants_input(&env.app.config) {
+        // Fairness: at most a turn's worth of messages, like HTTP requests; what they
+        // published is delivered when the turn ends, so the outbox stays that small too.
+        if !conn.wants_input(&env.app.config) || env.handled >= env.app.config.max_requests_per_wakeup {
             return (pos, Stop::Blocked);
         }
         let Transport::WebSocket(ws) = &mut conn.transport else { return (pos, Stop::Blocked) };
@@ -76,7 +81,10 @@ pub fn process_input(conn: &mut Conn, input: &[u8], env: &mut Env<'_>) -> (usize
             Ok((used, event)) => {
                 pos += used;
                 match event {
-                    Some(ev) => on_event(conn, ev, env),
+                    Some(ev) => {
+                        env.handled += 1;
+                        on_event(conn, ev, env);
+                    }
                     None if used == 0 || pos == input.len() => return (pos, Stop::NeedMore),
                     None => {}
                 }
@@ -119,7 +127,8 @@ fn on_message(conn: &mut Conn, op: OpCode, data: Vec<u8>, env: &mut Env<'_>) {
             // connection's frames have nowhere to go and are ignored.
             if *publish && key.kind == TopicKind::Channel {
                 let key = key.clone();
-                env.app.publish(&key, None, &data, env.now, env.wall_us);
+                // The socket subscribes to the channel, so it exists: no channel cap to hit.
+                let _ = env.app.publish(&key, None, &data, env.now, env.wall_us);
             }
         }
         WsSession::Control { publish } => {
@@ -146,7 +155,7 @@ impl ControlLink for ControlConn<'_> {
         Some(sub.map_or(0, |s| s.after))
     }
 
-    fn subscribe(&mut self, hub: &mut Hub, key: TopicKey, encoding: Encoding) -> u64 {
+    fn subscribe(&mut self, hub: &mut Hub, key: TopicKey, encoding: Encoding) -> Result<u64, HubError> {
         stream::subscribe(self.0, hub, key, encoding)
     }
 

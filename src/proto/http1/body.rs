@@ -24,7 +24,7 @@ const MAX_LINE: usize = 4096;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
     /// Reading the hex digits of a chunk size; `digits` so far.
-    Size { digits: u8 },
+    Size { digits: u16 },
     /// After the size: optional `;ext` up to CR (skipped, counted).
     Ext { len: usize },
     /// Expecting the LF that ends the size line.
@@ -74,11 +74,17 @@ impl ChunkedDecoder {
             match self.state {
                 State::Size { digits } => {
                     if let Some(d) = hex_value(b) {
-                        // 16 hex digits already exceed any size we would accept.
-                        if digits >= 15 {
+                        // RFC 9112 §7.1: `chunk-size = 1*HEXDIG`; leading zeros are
+                        // well-formed, so the value is judged, not the digit count. The
+                        // digits are capped like an extension line, so a client cannot keep
+                        // us scanning zeros forever.
+                        if usize::from(digits) >= MAX_LINE {
+                            return Err(BAD);
+                        }
+                        self.remaining = self.remaining.saturating_mul(16).saturating_add(u64::from(d));
+                        if self.total.saturating_add(self.remaining) > self.max {
                             return Err(HttpError::PayloadTooLarge);
                         }
-                        self.remaining = self.remaining * 16 + u64::from(d);
                         self.state = State::Size { digits: digits + 1 };
                     } else if digits == 0 {
                         return Err(BAD);
@@ -231,6 +237,14 @@ mod tests {
             assert_eq!((a + b, &out[..]), (n, &whole[..]), "split {split}");
             assert!(d.is_done());
         }
+    }
+
+    #[test]
+    fn leading_zeros_in_sizes() {
+        let (out, _, done) = decode_all(b"0000000000000000000005\r\nhello\r\n00000000000000000000\r\n\r\n").unwrap();
+        assert_eq!((&out[..], done), (&b"hello"[..], true));
+        let zeros = "0".repeat(MAX_LINE + 1);
+        assert_eq!(decode_all(zeros.as_bytes()).unwrap_err(), HttpError::BadRequest("invalid chunked body"));
     }
 
     #[test]

@@ -15,6 +15,21 @@ use super::body::{ChunkedDecoder, Framing};
 use super::request::{find_head_end, parse_head, HeadLimits, RequestHead};
 use crate::error::HttpError;
 
+/// The most a body buffer starts with; past it, it grows with what arrives.
+const BODY_FIRST_CAPACITY: usize = 16 * 1024;
+
+/// The length of the empty lines (CRLF or bare LF) at the start of `input`.
+fn leading_empty_lines(input: &[u8]) -> usize {
+    let mut i = 0;
+    loop {
+        match input[i..] {
+            [b'\n', ..] => i += 1,
+            [b'\r', b'\n', ..] => i += 2,
+            _ => return i,
+        }
+    }
+}
+
 /// A complete request: head and (de-chunked) body.
 #[derive(Debug)]
 pub struct Request {
@@ -81,7 +96,12 @@ impl RequestReader {
     pub fn advance(&mut self, input: &[u8]) -> Result<(usize, Option<ReadEvent>), HttpError> {
         match &mut self.phase {
             Phase::Head { scanned } => {
-                let Some(end) = find_head_end(input, *scanned) else {
+                // RFC 9112 §2.2: "a server that is expecting to receive and parse a
+                // request-line SHOULD ignore at least one empty line (CRLF) received prior to
+                // the request-line". Skipped here, not consumed: they still count toward the
+                // head's size limit, so an endless stream of them ends in 431.
+                let skip = leading_empty_lines(input);
+                let Some(end) = find_head_end(&input[skip..], scanned.saturating_sub(skip)).map(|e| e + skip) else {
                     if input.len() > self.limits.head.max_head_bytes {
                         return Err(HttpError::HeadTooLarge);
                     }
@@ -103,7 +123,9 @@ impl RequestReader {
                             return Err(HttpError::PayloadTooLarge);
                         }
                         let expect = head.expect_continue && input.len() == used;
-                        let body = Vec::with_capacity(n as usize);
+                        // Grown as bytes arrive, never reserved from the announced length: a
+                        // head announcing 500 MB costs nothing until 500 MB are sent.
+                        let body = Vec::with_capacity((n as usize).min(BODY_FIRST_CAPACITY));
                         self.phase = Phase::Body(Box::new(LengthBody { head: Some(head), left: n, body }));
                         Ok((used, expect.then_some(ReadEvent::SendContinue)))
                     }
@@ -189,6 +211,32 @@ GET /d HTTP/1.1\r\nHost: h\r\n\r\n";
         assert_eq!(run(big, 1000).unwrap_err(), HttpError::PayloadTooLarge);
         let chunked = b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n401\r\n";
         assert_eq!(run(chunked, 1000).unwrap_err(), HttpError::PayloadTooLarge);
+    }
+
+    #[test]
+    fn empty_lines_before_the_request_line_are_ignored() {
+        for prefix in ["\r\n", "\r\n\r\n", "\n\n\r\n"] {
+            let input = format!("{prefix}GET /a HTTP/1.1\r\nHost: h\r\n\r\n");
+            for step in [1, 2, input.len()] {
+                assert_eq!(run(input.as_bytes(), step).unwrap(), vec![("/a".to_string(), vec![])], "{prefix:?} step {step}");
+            }
+        }
+        // Between pipelined requests too (some clients send a CRLF after a POST body).
+        let two = b"POST /a HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\n\r\nx\r\n\r\nGET /b HTTP/1.1\r\nHost: h\r\n\r\n";
+        assert_eq!(run(two, 3).unwrap().len(), 2);
+        // Endless empty lines are a head over the limit, not a connection held forever.
+        let endless = "\r\n".repeat(LIMITS.head.max_head_bytes);
+        assert_eq!(run(endless.as_bytes(), 4096).unwrap_err(), HttpError::HeadTooLarge);
+    }
+
+    #[test]
+    fn a_large_announced_body_reserves_nothing_up_front() {
+        let limits = ReaderLimits { max_body_bytes: 1 << 30, ..LIMITS };
+        let mut r = RequestReader::new(limits);
+        let head = b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 500000000\r\n\r\n";
+        assert_eq!(r.advance(head).unwrap().0, head.len());
+        let Phase::Body(b) = &r.phase else { panic!("in body") };
+        assert!(b.body.capacity() <= BODY_FIRST_CAPACITY, "reserved {}", b.body.capacity());
     }
 
     #[test]
