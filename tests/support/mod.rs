@@ -2,6 +2,8 @@
 //! talk to it over raw TCP, parse what comes back.
 #![allow(dead_code)]
 
+pub mod http;
+pub mod pubsub;
 pub mod ws;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -231,7 +233,7 @@ pub fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
-// ---- Added for tests/http.rs ----
+// ---- Added for the HTTP-core tests (tests/http_*.rs and others) ----
 
 impl Server {
     /// Starts the binary with exactly `args` (no `--listen` or `--stats-interval` added), with

@@ -1,0 +1,94 @@
+//! Integration tests of the command line: `--help`, `--version`, usage errors (exit 2), and the
+//! `PORT` environment variable.
+
+mod support;
+use support::http::*;
+use support::*;
+
+use std::net::{SocketAddr, TcpListener};
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+// ---------------------------------------------------------------------------------------------
+// Command line
+// ---------------------------------------------------------------------------------------------
+
+/// Runs the binary to completion (bounded by WAIT); returns status, stdout, stderr.
+fn run_cli(args: &[&str], env: &[(&str, &str)]) -> (ExitStatus, String, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pushwire"));
+    cmd.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawn pushwire");
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > WAIT {
+            let _ = child.kill();
+            panic!("pushwire {args:?} did not exit");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    (out.status, String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn help_prints_usage_and_exits_0() {
+    for flag in ["--help", "-h"] {
+        let (st, out, _) = run_cli(&["--listen", "127.0.0.1:0", flag], &[]);
+        assert_eq!(st.code(), Some(0), "{flag}");
+        assert!(out.contains("Usage: pushwire"), "{flag}: {out}");
+        for opt in ["--listen", "--static", "--max-body", "--header-timeout", "--drain-timeout"] {
+            assert!(out.contains(opt), "{flag} does not mention {opt}");
+        }
+    }
+}
+
+#[test]
+fn version_prints_the_version() {
+    for flag in ["--version", "-V"] {
+        let (st, out, _) = run_cli(&["--listen", "127.0.0.1:0", flag], &[]);
+        assert_eq!(st.code(), Some(0), "{flag}");
+        assert_eq!(out.trim(), format!("pushwire {}", env!("CARGO_PKG_VERSION")), "{flag}");
+    }
+}
+
+#[test]
+fn bad_command_line_exits_2() {
+    let (st, _, err) = run_cli(&["--listen", "127.0.0.1:0", "--no-such-option"], &[]);
+    assert_eq!(st.code(), Some(2), "unknown option: {err}");
+    assert!(err.contains("no-such-option"), "{err}");
+    let (st, _, err) = run_cli(&["--listen", "127.0.0.1:0", "--max-body", "lots"], &[]);
+    assert_eq!(st.code(), Some(2), "bad value: {err}");
+    let (st, _, err) = run_cli(&["--listen"], &[]);
+    assert_eq!(st.code(), Some(2), "missing value: {err}");
+}
+
+fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// Issue 2: "the `PORT` environment variable sets the port when `--listen` is absent".
+#[test]
+fn port_env_sets_the_port() {
+    let port = free_port();
+    let p = port.to_string();
+    let server = Server::start_exact(&["--stats-interval", "0"], &[("PORT", p.as_str())], &["HOST"]);
+    assert_eq!(server.addr, SocketAddr::from(([127, 0, 0, 1], port)));
+    let mut c = Client::connect(SocketAddr::from(([127, 0, 0, 1], port)));
+    assert_ok_healthz(&get_on(&mut c, "/healthz"));
+}
+
+/// `--listen` wins over `PORT`; a `PORT` that is not a port number is a usage error.
+#[test]
+fn listen_overrides_port_env_and_bad_port_exits_2() {
+    let port = free_port();
+    let p = port.to_string();
+    let server = Server::start_with_env(&[], &[("PORT", p.as_str())]);
+    assert_ne!(server.addr.port(), port);
+    assert_ok_healthz(&server.get("/healthz"));
+    let (st, _, err) = run_cli(&["--stats-interval", "0"], &[("PORT", "notaport")]);
+    assert_eq!(st.code(), Some(2), "{err}");
+}
