@@ -25,7 +25,8 @@ Options:
                              this long [default: 30]
   --keepalive-timeout SECS   idle keep-alive connections close after [default: 75]
   --max-output N             output a connection may leave unread, bytes [default: 4194304]
-  --max-connections N        simultaneous connections [default: 100000]
+  --max-connections N        simultaneous connections [default: 100000; the open-files
+                             soft limit is raised to the hard one at start]
   --max-message N            largest WebSocket message, bytes (close 1009) [default: 16777216]
   --ws-ping-interval SECS    ping a silent WebSocket peer after [default: 25]
   --ws-ping-timeout SECS     drop it if still silent this long after the ping [default: 20]
@@ -53,7 +54,7 @@ Logging: RUST_LOG=debug|info|warn (default info).";
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let config = match parse_args() {
+    let (config, explicit_max_conns) = match parse_args() {
         Ok(Some(c)) => c,
         Ok(None) => return ExitCode::SUCCESS,
         Err(e) => {
@@ -64,11 +65,17 @@ fn main() -> ExitCode {
     let publish_protected = config.publish_token.is_some();
     if let Some(fds) = raise_fd_limit() {
         // A few descriptors go to the listener, epoll, signals and static files.
-        if config.max_connections as u64 + 16 > fds {
-            log::warn!(
-                "--max-connections {} is above what the open-files limit ({fds}) allows: accepts will pause when descriptors run out; raise 'ulimit -n'",
-                config.max_connections
-            );
+        let room = fds.saturating_sub(FD_RESERVE) as usize;
+        if config.max_connections > room {
+            if explicit_max_conns {
+                log::warn!(
+                    "--max-connections {} is above what the open-files limit ({fds}) allows: accepts will pause when descriptors run out; raise 'ulimit -n'",
+                    config.max_connections
+                );
+            } else {
+                // Past the limit, accepts pause until descriptors free up (see the loop).
+                log::info!("the open-files limit ({fds}) allows about {room} connections");
+            }
         }
     }
     let mut server = match Server::bind(config) {
@@ -96,11 +103,15 @@ fn main() -> ExitCode {
     }
 }
 
-/// `Ok(None)`: help or version was printed.
-fn parse_args() -> Result<Option<Config>, lexopt::Error> {
+/// Descriptors kept apart from connections: listener, epoll, signal pipe, static files.
+const FD_RESERVE: u64 = 64;
+
+/// `Ok(None)`: help or version was printed. The flag: `--max-connections` was given.
+fn parse_args() -> Result<Option<(Config, bool)>, lexopt::Error> {
     use lexopt::prelude::*;
     let mut c = Config::default();
     let mut listen: Option<SocketAddr> = None;
+    let mut explicit_max_conns = false;
     let mut parser = lexopt::Parser::from_env();
     while let Some(arg) = parser.next()? {
         match arg {
@@ -119,7 +130,10 @@ fn parse_args() -> Result<Option<Config>, lexopt::Error> {
             Long("body-timeout") => c.body_timeout = secs(&mut parser, "body-timeout")?,
             Long("keepalive-timeout") => c.keepalive_timeout = secs(&mut parser, "keepalive-timeout")?,
             Long("max-output") => c.max_output_bytes = parser.value()?.parse()?,
-            Long("max-connections") => c.max_connections = parser.value()?.parse()?,
+            Long("max-connections") => {
+                c.max_connections = parser.value()?.parse()?;
+                explicit_max_conns = true;
+            }
             Long("max-message") => c.max_message_bytes = parser.value()?.parse()?,
             Long("ws-ping-interval") => c.ws_ping_interval = secs(&mut parser, "ws-ping-interval")?,
             Long("ws-ping-timeout") => c.ws_ping_timeout = secs(&mut parser, "ws-ping-timeout")?,
@@ -172,7 +186,7 @@ fn parse_args() -> Result<Option<Config>, lexopt::Error> {
             SocketAddr::new(host, port)
         }
     };
-    Ok(Some(c))
+    Ok(Some((c, explicit_max_conns)))
 }
 
 /// The longest duration any option takes: about 31 years. Deadlines are `now + duration`

@@ -86,21 +86,18 @@ fn poll_headers(extra: &[(&'static str, Cow<'static, str>)]) -> Vec<(&'static st
 pub fn start(conn: &mut Conn, sub: Subscription, persist: Persist, head_only: bool, env: &mut Env<'_>) {
     let now = env.now;
     if head_only {
+        // The GET's headers, built by the same functions. Two differ by nature: no length
+        // (a stream has none; a long-poll's depends on what arrives, and RFC 9110 §9.3.2
+        // lets a HEAD leave it out), and `Connection`: a HEAD's answer ends at its head,
+        // so the connection carries on as the request asked.
+        let headers = match sub.kind {
+            StreamKind::Sse => sse_headers(&sub.headers),
+            StreamKind::LongPoll => poll_headers(&sub.headers),
+        };
         let date = env.date;
-        match sub.kind {
-            StreamKind::Sse => {
-                // The GET's head says the stream ends with the connection: so does this.
-                conn.out.with_tail(|v| response::write_head(v, 200, &sse_headers(&sub.headers), None, Persist::Stream, date));
-                conn.life = Life::CloseAfterFlush;
-            }
-            StreamKind::LongPoll => {
-                // The GET's length depends on what arrives; a HEAD may leave it out (RFC
-                // 9110 §9.3.2) and keeps the connection.
-                conn.out.with_tail(|v| response::write_head(v, 200, &poll_headers(&sub.headers), None, persist, date));
-                if persist == Persist::Close {
-                    conn.life = Life::CloseAfterFlush;
-                }
-            }
+        conn.out.with_tail(|v| response::write_head(v, 200, &headers, None, persist, date));
+        if persist == Persist::Close {
+            conn.life = Life::CloseAfterFlush;
         }
         return;
     }
