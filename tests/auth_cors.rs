@@ -153,3 +153,36 @@ fn non_loopback_listen_without_token_warns() {
         assert!(!s.log().contains("WARN"), "{}", s.log());
     }
 }
+
+/// Rule (issue 10): one token rule for every way in. With `--publish-token`, every HTTP route
+/// that publishes or delivers answers 401 without it — the demos' `/chat` and `/rest/message`
+/// included — and nothing reaches a subscriber; with it, each works.
+#[test]
+fn every_publishing_route_needs_the_token() {
+    let server = Server::start(&["--publish-token", "secret"]);
+    let mut chat = open_sse(&server, "/chat", "");
+    assert_eq!(chat.next().data, "Connected");
+    let mut bob = ws_open(&server, "/ws/bob", "");
+    let routes: [(&str, &[u8]); 4] = [
+        ("/channels/chat", b"via channels"),
+        ("/users/bob", b"via users"),
+        ("/chat", br#"{"name":"eve","msg":"via chat"}"#),
+        ("/rest/message", br#"{"from":"eve","to":"bob","content":"via rest"}"#),
+    ];
+    for (path, body) in routes {
+        for auth in ["", "Authorization: Bearer wrong\r\n"] {
+            let r = request(&server, "POST", path, auth, body);
+            assert_eq!(r.status, 401, "{path} {auth:?}: {r:?}");
+            assert_eq!(r.header("www-authenticate"), Some("Bearer"), "{path}: {r:?}");
+            let v = body_json(&r);
+            assert!(v["error"].is_string() || v["succeed"] == false, "{path}: a JSON error: {v}");
+        }
+    }
+    assert_eq!(stats(&server)["messages_published"], 0, "nothing was published without the token");
+    let auth = "Authorization: Bearer secret\r\n";
+    assert_eq!(request(&server, "POST", "/chat", auth, br#"{"name":"al","msg":"hi"}"#).status, 204);
+    assert_eq!(chat.next().data, r#"{"name":"al","msg":"hi"}"#, "the first chat message is the authorized one");
+    let r = request(&server, "POST", "/rest/message", auth, br#"{"from":"al","to":"bob","content":"yo"}"#);
+    assert_eq!(body_json(&r)["succeed"], true, "{r:?}");
+    assert_eq!(ws_text(&mut bob), r#"{"content":"yo","from":"al"}"#, "the first message bob gets is the authorized one");
+}

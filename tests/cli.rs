@@ -92,3 +92,32 @@ fn listen_overrides_port_env_and_bad_port_exits_2() {
     let (st, _, err) = run_cli(&["--stats-interval", "0"], &[("PORT", "notaport")]);
     assert_eq!(st.code(), Some(2), "{err}");
 }
+
+/// Rule (issue 10): durations that are not finite, negative or past what a deadline can hold
+/// are refused with a message naming the option (exit 2), never a panic.
+#[test]
+fn bad_durations_are_refused_with_a_message() {
+    for (opt, v) in [("--header-timeout", "inf"), ("--poll-timeout", "NaN"), ("--drain-timeout", "1e300"), ("--body-timeout", "-1"), ("--write-timeout", "soon")] {
+        let (st, _, err) = run_cli(&["--listen", "127.0.0.1:0", opt, v], &[]);
+        assert_eq!(st.code(), Some(2), "{opt} {v}: {err}");
+        assert!(err.contains(opt) && err.contains(v) && !err.contains("panicked"), "{opt} {v}: {err}");
+    }
+}
+
+/// Rule (issue 10): the open-files soft limit is raised to the hard limit at start (each
+/// connection is a descriptor), and `--max-connections` above it draws a warning.
+#[test]
+fn the_open_files_limit_is_raised_and_checked() {
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg("ulimit -S -n 256 && exec \"$0\" \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_pushwire"))
+        .args(["--listen", "127.0.0.1:0", "--stats-interval", "0", "--max-connections", "99999999"]);
+    let server = Server::spawn(cmd);
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", server.pid())).unwrap();
+    let line = limits.lines().find(|l| l.starts_with("Max open files")).unwrap().to_string();
+    let f: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(f[3], f[4], "soft limit raised to the hard one: {line}");
+    assert_ne!(f[3], "256", "{line}");
+    assert!(server.log().contains("--max-connections 99999999 is above"), "{}", server.log());
+}

@@ -281,3 +281,67 @@ fn subscriber_that_joins_in_the_middle_of_a_run_gets_the_rest() {
     assert_eq!(ctl_recv(&mut c), envelope("mid", y, None, "y"));
     assert_silent(&mut c, Duration::from_millis(150), "the message published before it subscribed");
 }
+
+/// Rule (issue 10): a resume id newer than the newest message (from a process whose clock was
+/// ahead, or another deployment) is a reset, not silence. SSE: a `reset` event carrying the
+/// newest id, so the browser's next reconnect resumes from a position that means something;
+/// then live messages. Long-poll: `X-Pushwire-Reset` at once, with `X-Pushwire-Last-Id` to
+/// continue from, which then holds as usual.
+#[test]
+fn a_resume_id_from_the_future_is_a_reset() {
+    let server = Server::start(&[]);
+    let newest = publish_id(&server, "fut", "before");
+    let future = newest + 3_600_000_000; // an hour ahead
+    let mut s = open_sse(&server, "/channels/fut", &format!("Last-Event-ID: {future}\r\n"));
+    let ev = s.next();
+    assert_reset(&ev);
+    assert_eq!(ev.id.as_deref(), Some(newest.to_string().as_str()), "the reset moves the client's id back: {ev:?}");
+    let (id, _) = publish(&server, "fut", "live");
+    assert_eq!(s.message(), (id, "live".to_string()), "what is published after the reset arrives");
+
+    let r = server.get(&format!("/channels/fut?since={future}"));
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.header("x-pushwire-reset"), Some("true"), "{r:?}");
+    let cursor: u64 = r.header("x-pushwire-last-id").expect("a cursor to continue from").parse().unwrap();
+    assert_eq!(cursor, id);
+    assert_eq!(poll_messages(&r), Vec::<Value>::new());
+    // From the cursor the poll holds (nothing newer), then gets the next message.
+    let mut c = server.client();
+    c.send(poll_request(&format!("/channels/fut?since={cursor}"), "").as_bytes());
+    wait_stats(&server, "the held poll", |v| v["subscribers"]["longpoll"] == 1);
+    let (next, _) = publish(&server, "fut", "after");
+    let r = c.response();
+    assert_eq!(poll_messages(&r), vec![envelope("fut", next, None, "after")]);
+}
+
+/// Rule (issue 10): one long-poll answer is capped (1,000 messages or 1 MiB); it says
+/// `X-Pushwire-More: true`, and polling again with the last id got takes the rest with no gap
+/// and no duplicate.
+#[test]
+fn a_long_backlog_is_answered_in_pieces() {
+    let server = Server::start(&["--history", "2000"]);
+    let mut p = Publisher::new(&server);
+    let first = p.publish("lb", b"m0");
+    for i in 1..1500 {
+        p.publish("lb", format!("m{i}").as_bytes());
+    }
+    let mut since = first - 1;
+    let mut got = Vec::new();
+    let mut answers = 0;
+    loop {
+        let r = server.get(&format!("/channels/lb?since={since}"));
+        answers += 1;
+        assert_eq!(r.status, 200, "{r:?}");
+        let msgs = poll_messages(&r);
+        assert!(msgs.len() <= 1000, "{} messages in one answer", msgs.len());
+        since = parse_id(&msgs[msgs.len() - 1]["id"]);
+        got.extend(msgs.into_iter().map(|m| m["data"].as_str().unwrap().to_string()));
+        if r.header("x-pushwire-more").is_none() {
+            break;
+        }
+        assert!(answers < 5, "more than 5 answers");
+    }
+    assert_eq!(answers, 2);
+    let want: Vec<String> = (0..1500).map(|i| format!("m{i}")).collect();
+    assert_eq!(got, want);
+}

@@ -132,3 +132,21 @@ fn subscribing_during_shutdown_gets_503() {
     let status = server.wait_exit(Duration::from_secs(8)).expect("server exits");
     assert!(status.success());
 }
+
+/// Rule (issue 10): a second SIGINT/SIGTERM during the drain exits at once.
+#[test]
+fn a_second_signal_during_the_drain_exits_at_once() {
+    let mut server = Server::start(&["--drain-timeout", "60"]);
+    let before = stats(&server);
+    // A half-sent request keeps the drain waiting.
+    let mut stuck = server.client();
+    stuck.send(b"GET /healthz HTTP/1.1\r\n");
+    wait_server_read(&server, &before, b"GET /healthz HTTP/1.1\r\n".len());
+    server.signal("INT");
+    assert!(server.wait_exit(Duration::from_millis(500)).is_none(), "still draining after one signal");
+    let start = Instant::now();
+    server.signal("INT");
+    assert_exit_0(server.wait_exit(Duration::from_secs(5)), "second SIGINT");
+    assert!(start.elapsed() < Duration::from_secs(3), "took {:?}", start.elapsed());
+    assert!(server.log().contains("second signal"), "{}", server.log());
+}

@@ -232,3 +232,42 @@ fn sse_roundtrip_property() {
         assert_eq!(ev.event, "message");
     }
 }
+
+/// Rule (issue 10): `HEAD` on every stream route sends exactly the headers its `GET` starts
+/// with — the same names and values — but for `Date`, the length (a stream has none; a
+/// long-poll's depends on what arrives) and `Connection` (a HEAD's answer ends at its head).
+#[test]
+fn head_on_stream_routes_sends_the_gets_headers() {
+    let server = Server::start(&["--cors-origin", "https://app.example"]);
+    let id = publish_id(&server, "hh", "x");
+    let skip = |r: &Response| -> Vec<(String, String)> {
+        let mut h: Vec<(String, String)> = r
+            .headers
+            .iter()
+            .filter(|(n, _)| !["date", "content-length", "connection"].contains(&n.to_ascii_lowercase().as_str()))
+            .map(|(n, v)| (n.to_ascii_lowercase(), v.clone()))
+            .collect();
+        h.sort();
+        h
+    };
+    let sse = "Accept: text/event-stream\r\n";
+    let since = format!("?since={}", id - 1);
+    for (path, accept) in [
+        ("/channels/hh", sse),
+        ("/subscribe?channel=hh", sse),
+        ("/chat", ""),
+        ("/stream", ""),
+        (&format!("/channels/hh{since}") as &str, ""),
+        (&format!("/subscribe?channel=hh&since={}", id - 1) as &str, ""),
+    ] {
+        let mut g = server.client();
+        g.send(format!("GET {path} HTTP/1.1\r\nHost: t\r\n{accept}\r\n").as_bytes());
+        let get = read_head(&mut g);
+        let mut h = server.client();
+        h.send(format!("HEAD {path} HTTP/1.1\r\nHost: t\r\n{accept}\r\n").as_bytes());
+        let head = h.response_to(true);
+        assert_eq!(head.status, get.status, "{path}");
+        assert_eq!(skip(&head), skip(&get), "{path}: HEAD and GET heads differ");
+        assert_eq!(head.header("content-length"), None, "{path}: no Content-Length: 0 on a HEAD of a stream");
+    }
+}

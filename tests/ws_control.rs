@@ -172,3 +172,34 @@ fn publish_then_resuming_subscribe_in_one_write_delivers_once() {
     }
     assert_eq!(datas, vec!["x", "after"]);
 }
+
+/// Rule (issue 10): `--ws-publish=false` turns off every WebSocket way to publish, the `/ws`
+/// `publish` op included: it answers an error that says why, and nothing is published.
+#[test]
+fn ws_publish_false_refuses_the_publish_op() {
+    let server = Server::start(&["--ws-publish=false"]);
+    let mut c = ws_open(&server, "/ws", "");
+    ctl_subscribe(&mut c, "ro");
+    ctl_send(&mut c, &json!({"op": "publish", "channel": "ro", "data": "x"}));
+    let v = ctl_recv(&mut c);
+    assert_ctl_error(&v, "publish with --ws-publish=false");
+    assert!(v["error"].as_str().unwrap().contains("--ws-publish"), "{v}");
+    assert_eq!(stats(&server)["messages_published"], 0);
+    // The socket stays usable: an HTTP publish still reaches it.
+    let (id, _) = publish(&server, "ro", "from http");
+    assert_eq!(ctl_recv(&mut c), envelope("ro", id, None, "from http"));
+}
+
+/// Rule (issue 10): a `since` newer than any message (another deployment, a clock that was
+/// ahead) is a reset on `/ws` too, and live messages still arrive after it.
+#[test]
+fn ws_control_since_from_the_future_is_a_reset() {
+    let server = Server::start(&[]);
+    let future = publish_id(&server, "fut", "old") + 3_600_000_000;
+    let mut c = ws_open(&server, "/ws", "");
+    ctl_send(&mut c, &json!({"op": "subscribe", "channel": "fut", "since": future.to_string()}));
+    assert_eq!(ctl_recv(&mut c), json!({"ok": "subscribe", "channel": "fut"}));
+    assert_eq!(ctl_recv(&mut c), json!({"reset": true, "channel": "fut"}));
+    let (id, _) = publish(&server, "fut", "new");
+    assert_eq!(ctl_recv(&mut c), envelope("fut", id, None, "new"));
+}

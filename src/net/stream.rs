@@ -134,7 +134,10 @@ pub fn start(conn: &mut Conn, sub: Subscription, persist: Persist, head_only: bo
         StreamKind::LongPoll => {
             if let Some(b) = backlog.filter(|b| !b.messages.is_empty() || b.reset) {
                 let reset = b.reset.then_some(b.last_id);
-                answer_poll(conn, &b.messages, reset, persist, &sub.headers, env.date);
+                // One answer is capped; the client's next poll, with the last id it got,
+                // takes the rest (the answer is a prefix in id order, so nothing is skipped).
+                let n = poll_answer_len(&b.messages);
+                answer_poll(conn, &b.messages[..n], reset, n < b.messages.len(), persist, &sub.headers, env.date);
                 return;
             }
             for key in sub.topics {
@@ -158,7 +161,15 @@ fn switch_kind(env: &mut Env<'_>, to: ConnKind) {
 ///
 /// The body is the messages' shared encodings by reference, between static separators: a
 /// replay of the whole backlog to many pollers costs queue entries, never a copy of it.
-fn answer_poll(conn: &mut Conn, msgs: &[Rc<Message>], reset: Option<u64>, persist: Persist, extra: &[(&'static str, Cow<'static, str>)], date: &DateCache) {
+fn answer_poll(
+    conn: &mut Conn,
+    msgs: &[Rc<Message>],
+    reset: Option<u64>,
+    more: bool,
+    persist: Persist,
+    extra: &[(&'static str, Cow<'static, str>)],
+    date: &DateCache,
+) {
     if msgs.is_empty() && reset.is_none() {
         let mut headers = vec![("Cache-Control", Cow::Borrowed("no-store"))];
         headers.extend(extra.iter().cloned());
@@ -168,6 +179,9 @@ fn answer_poll(conn: &mut Conn, msgs: &[Rc<Message>], reset: Option<u64>, persis
         if let Some(last) = reset {
             headers.push(("X-Pushwire-Reset", Cow::Borrowed("true")));
             headers.push(("X-Pushwire-Last-Id", Cow::Owned(last.to_string())));
+        }
+        if more {
+            headers.push(("X-Pushwire-More", Cow::Borrowed("true")));
         }
         let len = 2 + msgs.iter().map(|m| m.encoded(Encoding::LongPoll).len()).sum::<usize>() + msgs.len().saturating_sub(1);
         conn.out.with_tail(|v| {
@@ -187,12 +201,30 @@ fn answer_poll(conn: &mut Conn, msgs: &[Rc<Message>], reset: Option<u64>, persis
     }
 }
 
+/// Most messages in one long-poll answer, and the most bytes of them (at least one message
+/// always goes): a poller resuming from far back over many channels gets its backlog in
+/// pieces, each a bounded part of its output cap.
+const POLL_MAX_MESSAGES: usize = 1000;
+const POLL_MAX_BYTES: usize = 1024 * 1024;
+
+/// How many of `msgs` (a replay, in id order) one answer carries.
+fn poll_answer_len(msgs: &[Rc<Message>]) -> usize {
+    let mut bytes = 0;
+    for (i, m) in msgs.iter().enumerate().take(POLL_MAX_MESSAGES) {
+        bytes += m.encoded(Encoding::LongPoll).len() + 1;
+        if bytes > POLL_MAX_BYTES && i > 0 {
+            return i;
+        }
+    }
+    msgs.len().min(POLL_MAX_MESSAGES)
+}
+
 /// Ends a held long-poll with these messages (none: the 204 of a timeout) and returns the
 /// connection to plain HTTP. The caller unsubscribes it.
 pub fn finish_poll(conn: &mut Conn, msgs: &[Rc<Message>], stats: &mut crate::app::Stats, cfg: &Config, date: &DateCache) {
     let Transport::LongPoll(lp) = &conn.transport else { return };
     let (persist, headers) = (lp.persist, lp.headers.clone());
-    answer_poll(conn, msgs, None, persist, &headers, date);
+    answer_poll(conn, msgs, None, false, persist, &headers, date);
     conn.back_to_http(cfg);
     stats.conn_closed(ConnKind::LongPoll);
     stats.conn_opened(ConnKind::Http);
