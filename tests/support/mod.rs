@@ -363,3 +363,60 @@ impl Client {
         self.buf.drain(..n).collect()
     }
 }
+
+impl Client {
+    /// A client on a socket the test set up itself (e.g. with a small receive buffer).
+    pub fn from_stream(stream: TcpStream) -> Client {
+        stream.set_read_timeout(Some(WAIT)).unwrap();
+        stream.set_nodelay(true).unwrap();
+        Client { stream, buf: Vec::new() }
+    }
+
+    /// A connection whose receive buffer is as small as the kernel allows, so that output
+    /// the test does not read backs up in the server quickly.
+    pub fn connect_small_window(addr: SocketAddr) -> Client {
+        let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        sock.set_recv_buffer_size(4096).unwrap();
+        sock.connect(&addr.into()).unwrap();
+        Client::from_stream(sock.into())
+    }
+}
+
+/// A field of `/proc/PID/status` in KiB (`VmRSS`, `VmSize`).
+pub fn proc_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
+    let line = status.lines().find(|l| l.starts_with(field)).unwrap_or_else(|| panic!("no {field}"));
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// Raises this test process's open-files soft limit to its hard limit; returns the limit.
+pub fn raise_fd_limit() -> u64 {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit read or write the one struct passed.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim), 0);
+        lim.rlim_cur = lim.rlim_max;
+        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+    }
+    lim.rlim_cur as u64
+}
+
+/// Writes `requests` on one connection while a second thread reads the answers, so neither
+/// side blocks on a full socket; returns how many answers had each status.
+pub fn pipeline(addr: SocketAddr, requests: &[Vec<u8>]) -> std::collections::BTreeMap<u16, usize> {
+    let mut c = Client::connect(addr);
+    let mut reader = Client::from_stream(c.stream.try_clone().unwrap());
+    let n = requests.len();
+    let t = std::thread::spawn(move || {
+        let mut statuses = std::collections::BTreeMap::new();
+        for _ in 0..n {
+            *statuses.entry(reader.response().status).or_insert(0) += 1;
+        }
+        statuses
+    });
+    for chunk in requests.chunks(256) {
+        c.send(&chunk.concat());
+    }
+    t.join().unwrap()
+}
