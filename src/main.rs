@@ -222,5 +222,5 @@ fn raise_fd_limit() -> Option<u64> {
             lim = raised;
         }
     }
-    Some(lim.rlim_cur as u64)
+    Some(lim.rlim_cur)
 }

@@ -8,6 +8,12 @@
 //! Channels and users are the same thing underneath (a [`Topic`]) in two namespaces: a user is
 //! a topic every connection of that person subscribes to.
 //!
+//! What the hub holds is bounded by [`HubLimits`]: each topic keeps its last `history_len`
+//! messages, and all kept messages sit in one publish-order list (`history.rs`) from which the
+//! age limit and the byte budget evict oldest-first in O(1). The budget counts real cost (see
+//! [`Message::cost`]); a topic with neither subscribers nor history is dropped at once; channels
+//! are capped. The counters `/stats` shows are kept as things change, never computed by a walk.
+//!
 //! Message ids are microseconds since the Unix epoch, made strictly increasing: they increase
 //! per channel, compare across channels (so one `Last-Event-ID` resumes a multi-channel
 //! stream), and keep increasing across restarts (a browser that comes back to a restarted
