@@ -24,10 +24,10 @@ const freePort = () => new Promise((resolve, reject) => {
 });
 
 // Starts the server on `port`; resolves once it logs its URL.
-function startServer(port) {
+function startServer(port, extra = []) {
   // A 2 s SSE retry: a page that lost the server waits long enough for the test to publish
   // "while it was away", and short enough to keep the run quick.
-  const child = spawn(BIN, ['--listen', `127.0.0.1:${port}`, '--sse-retry', '2000', '--stats-interval', '0'],
+  const child = spawn(BIN, ['--listen', `127.0.0.1:${port}`, '--sse-retry', '2000', '--stats-interval', '0', ...extra],
                       { env: { ...process.env, RUST_LOG: 'info' }, stdio: ['ignore', 'ignore', 'pipe'] });
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error('server did not start')), WAIT);
@@ -159,6 +159,35 @@ async function main() {
       assert.deepEqual(toBob, { succeed: false, msg: 'recipient offline' }, 'the old Bob socket is still open');
       await alicePage.screenshot({ path: path.join(SHOTS, 'p2p.png'), fullPage: true });
       await bobPage.context().close(); await alicePage.context().close();
+    });
+
+    await step('chat with --publish-token: refused without the token, works with #token=', async () => {
+      const tport = await freePort();
+      const tbase = `http://127.0.0.1:${tport}`;
+      const tserver = await startServer(tport, ['--publish-token', 's3cret']);
+      try {
+        const openAt = async (url) => {
+          const ctx = await browser.newContext({ viewport: { width: 900, height: 700 } });
+          const page = await ctx.newPage();
+          page.setDefaultTimeout(WAIT);
+          await page.goto(tbase + url);
+          await page.locator('#state', { hasText: 'connected' }).waitFor();
+          return page;
+        };
+        const visitor = await openAt('/chat.html');
+        const op = await openAt('/chat.html#token=s3cret');
+        await visitor.fill('#text', 'no token here');
+        await visitor.press('#text', 'Enter');
+        await visitor.locator('#messages li.system', { hasText: 'needs the publish token' }).waitFor();
+        await op.fill('#text', 'with the token');
+        await op.press('#text', 'Enter');
+        await visitor.locator('#messages li', { hasText: 'with the token' }).waitFor();
+        assert.equal(await op.locator('#messages li', { hasText: 'no token here' }).count(), 0, 'the refused message was published');
+        await visitor.screenshot({ path: path.join(SHOTS, 'chat-token.png'), fullPage: true });
+        await visitor.context().close(); await op.context().close();
+      } finally {
+        assert.equal(await stopServer(tserver), 0);
+      }
     });
 
     await step('echo: counter echoed, state and close code shown', async () => {
