@@ -216,10 +216,19 @@ fn raise_fd_limit() -> Option<u64> {
         return None;
     }
     if lim.rlim_cur < lim.rlim_max {
-        let raised = libc::rlimit { rlim_cur: lim.rlim_max, rlim_max: lim.rlim_max };
+        // An unlimited hard limit cannot be the soft one: the kernel caps descriptors at
+        // fs.nr_open.
+        let target = if lim.rlim_max == libc::RLIM_INFINITY {
+            std::fs::read_to_string("/proc/sys/fs/nr_open").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(lim.rlim_cur)
+        } else {
+            lim.rlim_max
+        };
+        let raised = libc::rlimit { rlim_cur: target.max(lim.rlim_cur), rlim_max: lim.rlim_max };
         // SAFETY: setrlimit only reads the struct we pass.
         if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
             lim = raised;
+        } else {
+            log::warn!("could not raise the open-files limit from {} to {target}", lim.rlim_cur);
         }
     }
     Some(lim.rlim_cur)

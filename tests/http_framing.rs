@@ -351,6 +351,19 @@ fn empty_lines_before_the_request_line_are_ignored() {
     assert_ok_healthz(&recv(&mut c));
 }
 
+/// An empty line a client sends after a request (some send CRLF after a POST body) is not a
+/// head in progress: the connection idles as keep-alive, with no 408 after the header timeout.
+#[test]
+fn an_empty_line_after_a_request_leaves_the_connection_idle() {
+    let server = Server::start(&["--header-timeout", "0.5"]);
+    let mut c = server.client();
+    c.send(b"POST /channels/e HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\n\r\nx\r\n");
+    assert_eq!(recv(&mut c).status, 202);
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    assert!(c.buffered().is_empty(), "unsolicited bytes: {:?}", String::from_utf8_lossy(c.buffered()));
+    assert_ok_healthz(&get_on(&mut c, "/healthz"));
+}
+
 /// RFC 9112 §7.1 and RFC 9110 §8.6: lengths with leading zeros are well-formed; the value is
 /// judged, not the number of digits.
 #[test]

@@ -345,3 +345,32 @@ fn a_long_backlog_is_answered_in_pieces() {
     let want: Vec<String> = (0..1500).map(|i| format!("m{i}")).collect();
     assert_eq!(got, want);
 }
+
+/// Rule (issue 10): the other cap of one long-poll answer, 1 MiB of messages: 35 messages of
+/// 100 KB come in four answers (10, 10, 10, 5), every one of them once and in order.
+#[test]
+fn a_long_poll_answer_holds_at_most_a_mebibyte() {
+    let server = Server::start(&["--max-body", "200000"]);
+    let mut p = Publisher::new(&server);
+    let first = p.publish("big", &vec![b'0'; 100_000]);
+    for i in 1..35u8 {
+        p.publish("big", &vec![b'0' + i % 10; 100_000]);
+    }
+    let (mut since, mut count, mut answers) = (first - 1, 0, 0);
+    loop {
+        let r = server.get(&format!("/channels/big?since={since}"));
+        answers += 1;
+        assert!(r.body.len() <= (1 << 20) + 200_000, "{} bytes in one answer", r.body.len());
+        let msgs = poll_messages(&r);
+        for m in &msgs {
+            assert_eq!(m["data"].as_str().unwrap().as_bytes()[0], b'0' + (count % 10) as u8, "message {count}");
+            count += 1;
+        }
+        since = parse_id(&msgs[msgs.len() - 1]["id"]);
+        if r.header("x-pushwire-more").is_none() {
+            break;
+        }
+        assert!(answers < 10);
+    }
+    assert_eq!((count, answers), (35, 4));
+}

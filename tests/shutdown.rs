@@ -108,11 +108,22 @@ fn sigint_exits_0() {
 // drain deadline anyway), and the server still exits 0.
 #[test]
 fn subscribing_during_shutdown_gets_503() {
+    subscription_during_shutdown_gets_503("GET");
+}
+
+/// The same for a HEAD on the stream route: it gets what the GET gets (issue 10).
+#[test]
+fn head_of_a_subscription_during_shutdown_gets_503() {
+    subscription_during_shutdown_gets_503("HEAD");
+}
+
+fn subscription_during_shutdown_gets_503(method: &str) {
     let mut server = Server::start(&["--drain-timeout", "5"]);
     // Each /stats call adds its own request to bytes_in: learn how much, to see ours arrive.
     let b0 = stats(&server)["bytes_in"].as_u64().unwrap();
     let per_call = stats(&server)["bytes_in"].as_u64().unwrap() - b0;
-    let partial = b"GET /channels/late HTTP/1.1\r\nHost: t\r\nAccept: text/event-stream\r\n";
+    let partial = format!("{method} /channels/late HTTP/1.1\r\nHost: t\r\nAccept: text/event-stream\r\n");
+    let partial = partial.as_bytes();
     let mut c = server.client();
     c.send(partial);
     // The head is incomplete, so the connection is not idle: shutdown waits for it.
@@ -124,7 +135,7 @@ fn subscribing_during_shutdown_gets_503() {
     server.signal("TERM");
     wait_for("shutdown to begin", || server.log().contains("shutting down"));
     c.send(b"\r\n");
-    let r = c.response();
+    let r = c.response_to(method == "HEAD");
     assert_eq!(r.status, 503);
     assert_eq!(r.header("connection"), Some("close"));
     assert_eq!(r.header("retry-after"), Some("1"));

@@ -259,9 +259,15 @@ fn head_on_stream_routes_sends_the_gets_headers() {
         ("/stream", ""),
         (&format!("/channels/hh{since}") as &str, ""),
         (&format!("/subscribe?channel=hh&since={}", id - 1) as &str, ""),
+        // A long-poll that would be held: its GET is answered by the publish below.
+        ("/channels/held", ""),
     ] {
         let mut g = server.client();
         g.send(format!("GET {path} HTTP/1.1\r\nHost: t\r\n{accept}\r\n").as_bytes());
+        if path == "/channels/held" {
+            wait_stats(&server, "the held poll", |v| v["subscribers"]["longpoll"] == 1);
+            publish(&server, "held", "x");
+        }
         let get = read_head(&mut g);
         let mut h = server.client();
         h.send(format!("HEAD {path} HTTP/1.1\r\nHost: t\r\n{accept}\r\n").as_bytes());
@@ -269,5 +275,8 @@ fn head_on_stream_routes_sends_the_gets_headers() {
         assert_eq!(head.status, get.status, "{path}");
         assert_eq!(skip(&head), skip(&get), "{path}: HEAD and GET heads differ");
         assert_eq!(head.header("content-length"), None, "{path}: no Content-Length: 0 on a HEAD of a stream");
+        // The connection carries on after the HEAD.
+        h.send(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n");
+        assert_eq!(h.response().text(), "ok\n", "{path}: the connection after the HEAD");
     }
 }

@@ -19,7 +19,8 @@ pub enum Encoding {
     WsEnvelope,
     /// A Server-Sent Event with `id:`, `event:` and `data:` lines.
     Sse,
-    /// Long-poll: the JSON object, placed in a response array per request.
+    /// Long-poll: `,` and the JSON object, an element of a response array with the separator
+    /// that goes before it (so an answer is one queue entry per message, not two).
     LongPoll,
 }
 
@@ -116,7 +117,10 @@ impl Message {
                     let id = self.id.to_string();
                     sse::encode_event(&mut out, Some(&id), self.event.as_deref(), &self.data);
                 }
-                Encoding::LongPoll => out = serde_json::to_vec(&self.envelope()).unwrap_or_default(),
+                Encoding::LongPoll => {
+                    out.push(b',');
+                    let _ = serde_json::to_writer(&mut out, &self.envelope());
+                }
             }
             out.into()
         }

@@ -250,8 +250,11 @@ impl Hub {
     /// and may not be created.
     pub fn publish(&mut self, key: &TopicKey, event: Option<&str>, data: Rc<[u8]>, now: Instant, wall_us: u64) -> Result<Rc<Message>, HubError> {
         self.topic_mut(key)?;
+        // The name the topic's entry holds, shared: the caller's key may be a fresh copy
+        // (every publish request parses its own), and the budget counts the name once.
+        let name = self.topics.get_key_value(key).map_or_else(|| key.name.clone(), |(k, _)| k.name.clone());
         let id = self.next_id(wall_us);
-        let msg = Rc::new(Message::new(key.kind, key.name.clone(), id, event.map(Rc::from), data, now));
+        let msg = Rc::new(Message::new(key.kind, name, id, event.map(Rc::from), data, now));
         let Hub { topics, history, limits, .. } = self;
         let topic = topics.get_mut(key).expect("created above");
         if limits.history_len == 0 {
@@ -299,6 +302,12 @@ impl Hub {
         self.history.remove(&msg);
         self.forget_if_empty(&key);
         true
+    }
+
+    /// The history is counted at more than its budget (encodings built since the last
+    /// eviction): [`Hub::enforce_limits`] makes room.
+    pub fn over_budget(&self) -> bool {
+        self.history.bytes() > self.limits.history_bytes
     }
 
     /// Bytes the history is counted at (messages, encodings, topics), and its budget.
@@ -502,6 +511,18 @@ mod tests {
         assert_eq!(hub.users_online(), 1);
         hub.unsubscribe(&b, slot);
         assert!(hub.subscribe(&c, sub(2)).is_ok(), "a channel freed a place");
+    }
+
+    #[test]
+    fn messages_share_their_topics_name() {
+        let now = Instant::now();
+        let mut hub = Hub::new(limits(10, 60, 1 << 20), 0);
+        let long = "n".repeat(128);
+        let first = hub.publish(&TopicKey::channel(&long), None, data("x"), now, 0).unwrap();
+        // Every publish request parses its own key: the message must not keep that copy,
+        // which the budget does not count.
+        let second = hub.publish(&TopicKey::channel(&long), None, data("y"), now, 0).unwrap();
+        assert!(Rc::ptr_eq(&first.topic, &second.topic));
     }
 
     #[test]

@@ -190,12 +190,16 @@ fn write_out(conn: &mut Conn, env: &mut Env<'_>) -> bool {
     true
 }
 
-/// Lingering close: reads and drops input until the peer closes. Returns false at EOF.
+/// Lingering close: reads and drops input until the peer closes. Returns false at EOF. Within
+/// the same per-turn input budget as live input: a client that keeps sending after its error
+/// waits on the pending list like any other.
 fn discard_input(conn: &mut Conn, scratch: &mut [u8], env: &mut Env<'_>) -> bool {
-    while conn.read_ready {
+    let mut took = 0;
+    while conn.read_ready && took < env.app.config.max_input_per_wakeup {
         match conn.sock.read(scratch) {
             Ok(0) => return false,
             Ok(n) => {
+                took += n;
                 env.app.stats.bytes_in += n as u64;
                 if n < scratch.len() && !conn.read_closed {
                     conn.read_ready = false;

@@ -239,7 +239,9 @@ impl Server {
     }
 
     /// The first SIGINT/SIGTERM starts the drain; another one during it ends the process at
-    /// once (an operator who presses Ctrl-C twice means it).
+    /// once (an operator who presses Ctrl-C twice means it). The signal pipe reports each
+    /// signal number once per read: two SIGINTs that both land before the loop reads them
+    /// count as one (the loop reads them within a turn, long before a second key press).
     fn on_signal(&mut self) {
         let Some(signals) = &mut self.signals else { return };
         let n = signals.pending().count();
@@ -307,6 +309,11 @@ impl Server {
         if !self.app.outbox.is_empty() {
             self.deliver_outbox();
         }
+        // A replay builds encodings, which count in the history budget: the budget holds
+        // again at the end of every connection's turn (one comparison when it holds).
+        if self.app.hub.over_budget() {
+            self.app.hub.enforce_limits(self.now);
+        }
         if self.app.ticker_wanted {
             self.app.ticker_wanted = false;
             if !self.tick_armed {
@@ -341,7 +348,8 @@ impl Server {
             }
             // Work left that no event will announce: input not yet read or not yet processed,
             // or a file whose budget for this turn ran out with the socket still writable.
-            let more_input = (conn.read_ready || conn.stalled) && conn.wants_input(cfg);
+            let lingering = matches!(conn.life, Life::Lingering { .. });
+            let more_input = (conn.read_ready || conn.stalled) && (conn.wants_input(cfg) || lingering);
             let more_file = conn.sending_file() && conn.out.is_empty();
             if (more_input || more_file) && !conn.pending {
                 conn.pending = true;

@@ -183,15 +183,17 @@ fn answer_poll(
         if more {
             headers.push(("X-Pushwire-More", Cow::Borrowed("true")));
         }
-        let len = 2 + msgs.iter().map(|m| m.encoded(Encoding::LongPoll).len()).sum::<usize>() + msgs.len().saturating_sub(1);
+        // Each encoding starts with its separator: the first message's goes after the `[`
+        // without it (a small copy), the others by reference.
+        let len = 1 + msgs.iter().map(|m| m.encoded(Encoding::LongPoll).len()).sum::<usize>() + usize::from(msgs.is_empty());
         conn.out.with_tail(|v| {
             response::write_head(v, 200, &headers, Some(len as u64), persist, date);
             v.push(b'[');
-        });
-        for (i, m) in msgs.iter().enumerate() {
-            if i > 0 {
-                conn.out.push_static(b",");
+            if let Some(first) = msgs.first() {
+                v.extend_from_slice(&first.encoded(Encoding::LongPoll)[1..]);
             }
+        });
+        for m in msgs.iter().skip(1) {
             conn.out.push_shared(m.encoded(Encoding::LongPoll).clone());
         }
         conn.out.push_static(b"]");
@@ -211,7 +213,7 @@ const POLL_MAX_BYTES: usize = 1024 * 1024;
 fn poll_answer_len(msgs: &[Rc<Message>]) -> usize {
     let mut bytes = 0;
     for (i, m) in msgs.iter().enumerate().take(POLL_MAX_MESSAGES) {
-        bytes += m.encoded(Encoding::LongPoll).len() + 1;
+        bytes += m.encoded(Encoding::LongPoll).len();
         if bytes > POLL_MAX_BYTES && i > 0 {
             return i;
         }

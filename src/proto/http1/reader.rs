@@ -78,11 +78,13 @@ struct ChunkedBody {
 pub struct RequestReader {
     phase: Phase,
     limits: ReaderLimits,
+    /// Bytes of empty lines consumed since the last request (capped like a head).
+    empty_lines: usize,
 }
 
 impl RequestReader {
     pub fn new(limits: ReaderLimits) -> Self {
-        RequestReader { phase: Phase::Head { scanned: 0 }, limits }
+        RequestReader { phase: Phase::Head { scanned: 0 }, limits, empty_lines: 0 }
     }
 
     /// True while a body is being received (the loop applies the body timeout).
@@ -98,10 +100,19 @@ impl RequestReader {
             Phase::Head { scanned } => {
                 // RFC 9112 §2.2: "a server that is expecting to receive and parse a
                 // request-line SHOULD ignore at least one empty line (CRLF) received prior to
-                // the request-line". Skipped here, not consumed: they still count toward the
-                // head's size limit, so an endless stream of them ends in 431.
+                // the request-line". Consumed at once, so a CRLF some clients send after a
+                // body leaves the connection idle (not a head in progress that would time
+                // out with a 408); counted, so an endless stream of them ends in 431.
                 let skip = leading_empty_lines(input);
-                let Some(end) = find_head_end(&input[skip..], scanned.saturating_sub(skip)).map(|e| e + skip) else {
+                if skip > 0 {
+                    self.empty_lines += skip;
+                    if self.empty_lines > self.limits.head.max_head_bytes {
+                        return Err(HttpError::HeadTooLarge);
+                    }
+                    *scanned = 0;
+                    return Ok((skip, None));
+                }
+                let Some(end) = find_head_end(input, *scanned) else {
                     if input.len() > self.limits.head.max_head_bytes {
                         return Err(HttpError::HeadTooLarge);
                     }
@@ -113,6 +124,7 @@ impl RequestReader {
                     return Err(HttpError::BadRequest("malformed request head"));
                 };
                 debug_assert_eq!(used, end);
+                self.empty_lines = 0;
                 match head.framing {
                     Framing::None => {
                         self.phase = Phase::Head { scanned: 0 };
@@ -227,6 +239,12 @@ GET /d HTTP/1.1\r\nHost: h\r\n\r\n";
         // Endless empty lines are a head over the limit, not a connection held forever.
         let endless = "\r\n".repeat(LIMITS.head.max_head_bytes);
         assert_eq!(run(endless.as_bytes(), 4096).unwrap_err(), HttpError::HeadTooLarge);
+        // An empty line after a request is consumed: nothing is left as a head in progress.
+        let mut r = RequestReader::new(LIMITS);
+        let req = b"GET /a HTTP/1.1\r\nHost: h\r\n\r\n\r\n";
+        let (used, ev) = r.advance(req).unwrap();
+        assert!(matches!(ev, Some(ReadEvent::Request(_))));
+        assert!(matches!(r.advance(&req[used..]).unwrap(), (2, None)));
     }
 
     #[test]
