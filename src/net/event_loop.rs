@@ -309,11 +309,7 @@ impl Server {
         if !self.app.outbox.is_empty() {
             self.deliver_outbox();
         }
-        // A replay builds encodings, which count in the history budget: the budget holds
-        // again at the end of every connection's turn (one comparison when it holds).
-        if self.app.hub.over_budget() {
-            self.app.hub.enforce_limits(self.now);
-        }
+        self.keep_history_budget();
         if self.app.ticker_wanted {
             self.app.ticker_wanted = false;
             if !self.tick_armed {
@@ -387,11 +383,19 @@ impl Server {
                 self.deliver(&run);
             }
         }
-        // Deliveries build encodings, which count in the history budget.
-        self.app.hub.enforce_limits(self.now);
+        self.keep_history_budget();
         if !self.sweep_armed {
             self.sweep_armed = true;
             self.timers.add(self.now + HUB_SWEEP, TimerKey::HubSweep);
+        }
+    }
+
+    /// Deliveries and replays build encodings, which count in the history budget: the budget
+    /// holds again after every connection's turn and every delivery (one comparison when it
+    /// holds; age limits are the sweep timer's and each publish's).
+    fn keep_history_budget(&mut self) {
+        if self.app.hub.over_budget() {
+            self.app.hub.enforce_limits(self.now);
         }
     }
 

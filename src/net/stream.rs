@@ -48,7 +48,7 @@ pub fn subscribe(conn: &mut Conn, hub: &mut Hub, key: TopicKey, encoding: Encodi
 /// Subscribes to topics the route already checked room for (`Hub::check_room`, in the same
 /// turn: nothing can have taken the room since). Should it fail anyway, the stream goes on
 /// without that topic rather than failing a response already under way.
-fn subscribe_checked(conn: &mut Conn, hub: &mut Hub, key: TopicKey, encoding: Encoding) {
+pub fn subscribe_checked(conn: &mut Conn, hub: &mut Hub, key: TopicKey, encoding: Encoding) {
     if let Err(e) = subscribe(conn, hub, key, encoding) {
         log::warn!("conn {}: {e}", conn.id);
     }
@@ -159,8 +159,9 @@ fn switch_kind(env: &mut Env<'_>, to: ConnKind) {
 /// nothing. `reset`: history did not reach back far enough (`X-Pushwire-Reset: true`), and
 /// the newest id then (`X-Pushwire-Last-Id`: where to continue when the array is empty).
 ///
-/// The body is the messages' shared encodings by reference, between static separators: a
-/// replay of the whole backlog to many pollers costs queue entries, never a copy of it.
+/// The body is the messages' shared encodings by reference (each carries the `,` before it):
+/// a replay of the whole backlog to many pollers costs one queue entry per message, never a
+/// copy of it.
 fn answer_poll(
     conn: &mut Conn,
     msgs: &[Rc<Message>],
@@ -185,7 +186,8 @@ fn answer_poll(
         }
         // Each encoding starts with its separator: the first message's goes after the `[`
         // without it (a small copy), the others by reference.
-        let len = 1 + msgs.iter().map(|m| m.encoded(Encoding::LongPoll).len()).sum::<usize>() + usize::from(msgs.is_empty());
+        let elements: usize = msgs.iter().map(|m| m.encoded(Encoding::LongPoll).len()).sum();
+        let len = 2 + elements - usize::from(!msgs.is_empty()); // `[`, `]`, less the first `,`
         conn.out.with_tail(|v| {
             response::write_head(v, 200, &headers, Some(len as u64), persist, date);
             v.push(b'[');

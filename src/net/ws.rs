@@ -46,10 +46,7 @@ pub fn start(conn: &mut Conn, session: WsSession, env: &mut Env<'_>) {
                 conn.out.push_shared(m.encoded(Encoding::WsData).clone());
             }
         }
-        // The route checked room for the channel in this same turn.
-        if let Err(e) = stream::subscribe(conn, &mut env.app.hub, key, Encoding::WsData) {
-            log::warn!("conn {}: {e}", conn.id);
-        }
+        stream::subscribe_checked(conn, &mut env.app.hub, key, Encoding::WsData);
     }
     // What a subscriber sends is published (or is a control message): no larger than an
     // HTTP publish may be. Only /echo takes messages up to --max-message.
