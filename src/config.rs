@@ -97,6 +97,27 @@ pub struct Config {
     /// Maximum simultaneous connections; further accepts are closed at once. Bounded well
     /// below the fd limit so a flood cannot starve the listener of descriptors for files.
     pub max_connections: usize,
+
+    /// Where Engine.IO / Socket.IO is served (`--sio-path`), as socket.io's `path`.
+    pub sio_path: String,
+    /// Engine.IO heartbeat: a ping this long after the open and after each pong, and the
+    /// session closes if the pong takes longer than `sio_ping_timeout`. socket.io's
+    /// defaults (25 s / 20 s), so its clients' reconnection timing is what they expect.
+    pub sio_ping_interval: Duration,
+    pub sio_ping_timeout: Duration,
+    /// `maxPayload`: the largest POST body (413 past it) and WebSocket message a session
+    /// takes. socket.io's `maxHttpBufferSize` default, 1 MB.
+    pub sio_max_payload: usize,
+    /// A session that has not connected to any namespace this long after its open is
+    /// closed (socket.io's `connectTimeout`, 45 s).
+    pub sio_connect_timeout: Duration,
+    /// Namespaces clients may connect to: exact names or prefixes ending in `*`. Empty:
+    /// any. Others get CONNECT_ERROR "Invalid namespace".
+    pub sio_namespaces: Vec<String>,
+    /// Where events clients emit are relayed (see `sio/server.rs`).
+    pub sio_relay: crate::sio::server::Relay,
+    /// The official browser bundle, served at `{sio_path}socket.io.js` (`serveClient`).
+    pub sio_client_js: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -132,6 +153,14 @@ impl Default for Config {
             ws_publish: true,
             publish_token: None,
             cors_origin: None,
+            sio_path: "/socket.io/".into(),
+            sio_ping_interval: Duration::from_secs(25),
+            sio_ping_timeout: Duration::from_secs(20),
+            sio_max_payload: 1_000_000,
+            sio_connect_timeout: Duration::from_secs(45),
+            sio_namespaces: Vec::new(),
+            sio_relay: crate::sio::server::Relay::Others,
+            sio_client_js: None,
         }
     }
 }

@@ -21,6 +21,7 @@ pub mod fuzzing;
 pub mod hub;
 pub mod net;
 pub mod proto;
+pub mod sio;
 
 pub use config::Config;
 pub use net::Server;

@@ -45,6 +45,18 @@ Options:
   --publish-token TOKEN      publishing needs 'Authorization: Bearer TOKEN'
                              (or env PUSHWIRE_PUBLISH_TOKEN)
   --cors-origin ORIGIN       CORS headers for ORIGIN (or *) on SSE, long-poll, publish
+  --sio-path PATH            where Socket.IO / Engine.IO is served [default: /socket.io/]
+  --sio-namespace PATTERN    namespaces clients may connect to: a name, or a prefix
+                             ending in * (repeatable; default: any)
+  --sio-relay MODE           where events clients emit go: others (their rooms, or
+                             their namespace, the sender excluded), all, none
+                             [default: others]
+  --sio-ping-interval SECS   Engine.IO heartbeat interval [default: 25]
+  --sio-ping-timeout SECS    close a session whose pong is this late [default: 20]
+  --sio-max-payload N        largest Engine.IO payload, bytes [default: 1000000]
+  --sio-connect-timeout SECS close a session with no namespace CONNECT after [default: 45]
+  --sio-client-js FILE       serve this file as PATH/socket.io.js (the official client:
+                             node_modules/socket.io-client/dist/socket.io.min.js)
   --drain-timeout SECS       graceful shutdown drain time [default: 5]
   --stats-interval SECS      log the counters this often, 0 = never [default: 60]
   -h, --help                 print this help
@@ -150,6 +162,26 @@ fn parse_args() -> Result<Option<(Config, bool)>, lexopt::Error> {
             Long("publish-token") => c.publish_token = Some(parser.value()?.string()?),
             Long("cors-origin") => c.cors_origin = Some(parser.value()?.string()?),
             Long("drain-timeout") => c.drain_timeout = secs(&mut parser, "drain-timeout")?,
+            Long("sio-path") => {
+                let p = parser.value()?.string()?;
+                if !p.starts_with('/') || p.contains(['?', '#']) {
+                    return Err(format!("--sio-path {p:?}: expected a path starting with /").into());
+                }
+                c.sio_path = if p.ends_with('/') { p } else { format!("{p}/") };
+            }
+            Long("sio-namespace") => {
+                let n = parser.value()?.string()?;
+                if !n.starts_with('/') {
+                    return Err(format!("--sio-namespace {n:?}: namespaces start with /").into());
+                }
+                c.sio_namespaces.push(n);
+            }
+            Long("sio-relay") => c.sio_relay = parser.value()?.string()?.parse().map_err(|e: String| format!("--sio-relay: {e}"))?,
+            Long("sio-ping-interval") => c.sio_ping_interval = secs(&mut parser, "sio-ping-interval")?,
+            Long("sio-ping-timeout") => c.sio_ping_timeout = secs(&mut parser, "sio-ping-timeout")?,
+            Long("sio-max-payload") => c.sio_max_payload = parser.value()?.parse()?,
+            Long("sio-connect-timeout") => c.sio_connect_timeout = secs(&mut parser, "sio-connect-timeout")?,
+            Long("sio-client-js") => c.sio_client_js = Some(PathBuf::from(parser.value()?)),
             Long("stats-interval") => c.stats_interval = secs(&mut parser, "stats-interval")?,
             Short('h') | Long("help") => {
                 println!("{USAGE}");
@@ -165,8 +197,12 @@ fn parse_args() -> Result<Option<(Config, bool)>, lexopt::Error> {
     if c.publish_token.is_none() {
         c.publish_token = std::env::var("PUSHWIRE_PUBLISH_TOKEN").ok().filter(|t| !t.is_empty());
     }
-    if c.sse_heartbeat.is_zero() || c.ws_ping_interval.is_zero() || c.poll_timeout.is_zero() || c.write_timeout.is_zero() {
-        return Err("--sse-heartbeat, --ws-ping-interval, --poll-timeout and --write-timeout must be above zero".into());
+    if c.sse_heartbeat.is_zero() || c.ws_ping_interval.is_zero() || c.poll_timeout.is_zero() || c.write_timeout.is_zero() || c.sio_ping_interval.is_zero() {
+        return Err("--sse-heartbeat, --ws-ping-interval, --poll-timeout, --write-timeout and --sio-ping-interval must be above zero".into());
+    }
+    if c.sio_max_payload > c.max_body_bytes {
+        // A POST is read as a request body first.
+        c.max_body_bytes = c.sio_max_payload;
     }
     if c.sse_retry > Duration::from_secs(MAX_SECS as u64) {
         return Err("--sse-retry: at most 1e12 milliseconds".into());

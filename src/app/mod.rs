@@ -10,6 +10,7 @@ mod demos;
 mod pubsub;
 mod router;
 mod routes;
+mod sio_http;
 pub mod static_files;
 pub mod stats;
 
@@ -20,10 +21,13 @@ use std::time::Instant;
 
 pub use demos::TICK;
 pub use router::{Handler, Match, Params, Router};
+pub use pubsub::cors_headers_for as cors_headers;
+pub use sio_http::poll_answer as sio_poll_answer;
 pub use stats::{ConnKind, Stats};
 
 use crate::config::Config;
-use crate::hub::{Hub, HubError, HubLimits, Message, TopicKey};
+use crate::hub::{Hub, HubError, HubLimits, Message, SinkRef, TopicKey};
+use crate::sio::SioServer;
 use crate::proto::http1::{Method, Request, Response};
 use static_files::StaticDir;
 
@@ -39,6 +43,8 @@ pub enum Reply {
     WebSocket { response: Response, session: WsSession },
     /// Turn the connection into a subscriber of `topics`.
     Subscribe(Subscription),
+    /// Hold this polling GET for the Engine.IO session until it has packets to send.
+    EioHold(SinkRef),
 }
 
 /// What a WebSocket connection does with the messages it receives.
@@ -51,6 +57,11 @@ pub enum WsSession {
     Topic { key: TopicKey, publish: bool, since: Option<u64> },
     /// `/ws`: JSON control messages (subscribe, unsubscribe, publish).
     Control { publish: WsPublish },
+    /// The transport of an Engine.IO session (`probe`: a WebSocket that must first
+    /// complete the upgrade from polling).
+    Eio { session: SinkRef, probe: bool },
+    /// A second WebSocket for a session that has one: closed right after the handshake.
+    EioRefused,
 }
 
 /// Whether a WebSocket may publish, and if not, why (what its `publish` op is told).
@@ -105,6 +116,10 @@ pub struct Ctx<'a> {
     pub wall_us: u64,
     /// Set by a route that needs the once-a-second ticker.
     pub ticker_wanted: &'a mut bool,
+    /// The Engine.IO sessions.
+    pub sio: &'a mut SioServer,
+    /// `--sio-client-js`, read at start.
+    pub sio_client_js: Option<&'a Rc<[u8]>>,
 }
 
 impl Ctx<'_> {
@@ -124,6 +139,8 @@ pub struct App {
     pub outbox: Vec<Rc<Message>>,
     /// The ticker should run; the loop arms its timer ([`App::tick`]) and clears this.
     pub ticker_wanted: bool,
+    pub sio: SioServer,
+    sio_client_js: Option<Rc<[u8]>>,
     router: Router,
     static_dir: Option<StaticDir>,
 }
@@ -141,7 +158,13 @@ impl App {
             max_channels: config.max_channels,
         };
         let hub = Hub::new(limits, wall_us);
+        let sio_client_js = match &config.sio_client_js {
+            Some(f) => Some(Rc::from(std::fs::read(f).map_err(|e| std::io::Error::new(e.kind(), format!("--sio-client-js {}: {e}", f.display())))?)),
+            None => None,
+        };
         Ok(App {
+            sio: SioServer::default(),
+            sio_client_js,
             router: routes::routes(),
             stats: Stats::new(now),
             hub,
@@ -175,6 +198,8 @@ impl App {
             now,
             wall_us,
             ticker_wanted: &mut self.ticker_wanted,
+            sio: &mut self.sio,
+            sio_client_js: self.sio_client_js.as_ref(),
         }
     }
 
@@ -183,6 +208,14 @@ impl App {
         self.stats.requests += 1;
         let head = &req.head;
         let path = head.path();
+        // Engine.IO's path is configurable, so it is matched here rather than registered.
+        let sio_path = self.config.sio_path.trim_end_matches('/');
+        if path.trim_end_matches('/') == sio_path {
+            return sio_http::handle(&mut self.ctx(now, wall_us), req);
+        }
+        if path.strip_prefix(sio_path) == Some("/socket.io.js") && matches!(head.method, Method::Get | Method::Head) {
+            return sio_http::client_js(&self.ctx(now, wall_us));
+        }
         let found = self.router.lookup(head.method, path);
         let mut ctx = self.ctx(now, wall_us);
         match found {

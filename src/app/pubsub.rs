@@ -215,7 +215,12 @@ fn ws_publish_right(ctx: &Ctx<'_>, req: &Request) -> WsPublish {
 }
 
 fn cors_headers(ctx: &Ctx<'_>) -> Vec<(&'static str, Cow<'static, str>)> {
-    match &ctx.config.cors_origin {
+    super::cors_headers(ctx.config)
+}
+
+/// The CORS headers `--cors-origin` asks for (none without it).
+pub fn cors_headers_for(cfg: &crate::config::Config) -> Vec<(&'static str, Cow<'static, str>)> {
+    match &cfg.cors_origin {
         None => Vec::new(),
         Some(o) => {
             let mut h = vec![("Access-Control-Allow-Origin", Cow::Owned(o.clone()))];

@@ -78,6 +78,7 @@ impl Stats {
                 "websocket": hub.stats.subscribers[0],
                 "sse": hub.stats.subscribers[1],
                 "longpoll": hub.stats.subscribers[2],
+                "socketio": hub.stats.subscribers[3],
             },
             "messages_published": hub.stats.published,
             "messages_delivered": hub.stats.delivered,

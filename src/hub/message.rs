@@ -6,7 +6,8 @@ use std::cell::{Cell, OnceCell};
 use std::rc::Rc;
 use std::time::Instant;
 
-use super::TopicKind;
+use super::{SinkRef, TopicKind};
+use crate::sio::wire::{self, SioPayload};
 use crate::proto::sse;
 use crate::proto::ws::{encode_server_frame, OpCode};
 
@@ -22,9 +23,15 @@ pub enum Encoding {
     /// Long-poll: `,` and the JSON object, an element of a response array with the separator
     /// that goes before it (so an answer is one queue entry per message, not two).
     LongPoll,
+    /// Socket.IO over a WebSocket: the EVENT packet as a text frame (and binary frames for
+    /// attachments), in the namespace the channel maps to (`sio/names.rs`).
+    SioWs,
+    /// Socket.IO over polling: the same packets as payload elements, each with the 0x1E
+    /// separator before it.
+    SioPoll,
 }
 
-const ENCODINGS: usize = 4;
+const ENCODINGS: usize = 6;
 
 pub struct Message {
     pub kind: TopicKind,
@@ -42,6 +49,11 @@ pub struct Message {
     pub(super) ledger: Cell<Option<Ledger>>,
     /// While kept in history: its node in the hub's publish-order list.
     pub(super) node: Cell<usize>,
+    /// Emitted by a socket.io client: its exact arguments (what socket.io subscribers get).
+    pub sio: Option<Box<SioPayload>>,
+    /// The sink that published it, when it must not get it back (socket.io relays exclude
+    /// the sender).
+    pub origin: Option<SinkRef>,
 }
 
 /// The hub's count of the bytes its history holds, shared with the messages it keeps.
@@ -70,6 +82,8 @@ impl Message {
             encoded_bytes: Cell::new(0),
             ledger: Cell::new(None),
             node: Cell::new(usize::MAX),
+            sio: None,
+            origin: None,
         }
     }
 
@@ -83,7 +97,8 @@ impl Message {
     /// (The history's own bookkeeping per message is added by the history.)
     pub fn cost(&self) -> usize {
         let event = self.event.as_ref().map_or(0, |e| e.len() + RC_ALLOC_OVERHEAD);
-        std::mem::size_of::<Message>() + RC_ALLOC_OVERHEAD + self.data.len() + RC_ALLOC_OVERHEAD + event + self.encoded_bytes.get()
+        let sio = self.sio.as_ref().map_or(0, |p| p.cost() + RC_ALLOC_OVERHEAD);
+        std::mem::size_of::<Message>() + RC_ALLOC_OVERHEAD + self.data.len() + RC_ALLOC_OVERHEAD + event + sio + self.encoded_bytes.get()
     }
 
     /// The message's bytes in `enc`, encoded on first use. While the message is in history,
@@ -121,8 +136,25 @@ impl Message {
                     out.push(b',');
                     let _ = serde_json::to_writer(&mut out, &self.envelope());
                 }
+                Encoding::SioWs | Encoding::SioPoll => {
+                    let nsp = self.namespace();
+                    let (packet, attachments) = wire::event_packet(self, &nsp);
+                    if enc == Encoding::SioWs {
+                        wire::ws_frames(&mut out, &packet, attachments);
+                    } else {
+                        wire::poll_elements(&mut out, &packet, attachments);
+                    }
+                }
             }
             out.into()
+        }
+    }
+
+    /// The Socket.IO namespace the message's channel belongs to (`/` outside the mapping).
+    pub fn namespace(&self) -> String {
+        match self.kind {
+            TopicKind::Channel => crate::sio::names::parse_channel(&self.topic).map_or_else(|| "/".into(), |(nsp, _)| nsp),
+            TopicKind::User => "/".into(),
         }
     }
 

@@ -2,8 +2,10 @@
 //!
 //! Pure bookkeeping, no I/O: [`Hub::publish`] records a message and the loop then asks
 //! [`Hub::subscribers`] who gets it and in which [`Encoding`]; the loop writes the bytes. A
-//! subscriber is a connection reference (slab token + the connection's unique id), so a hub
-//! entry can never reach the next connection that reuses the slot.
+//! subscriber is a *sink* ([`SinkRef`]): a connection, or an Engine.IO session that outlives
+//! its connections. It is addressed by slot and a generation that is never reused, so a hub
+//! entry can never reach the next connection or session that takes the slot. Each sink owns
+//! its subscriptions (it remembers the slots `subscribe` returned) and drops them when it ends.
 //!
 //! Channels and users are the same thing underneath (a [`Topic`]) in two namespaces: a user is
 //! a topic every connection of that person subscribes to.
@@ -31,11 +33,32 @@ use history::History;
 pub use message::{Encoding, Message, Run};
 pub use topic::{Subscriber, Topic};
 
-/// A connection, as the hub knows it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct ConnRef {
-    pub token: usize,
+/// What a sink is: the loop keeps each kind in its own slab.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SinkKind {
+    /// A TCP connection (a WebSocket, an SSE stream, a held long-poll).
+    Conn,
+    /// An Engine.IO session: its packets go to whichever transport is attached, or wait.
+    Session,
+}
+
+/// Something messages are delivered to, as the hub (and the timer heap) knows it: its slab
+/// slot and its generation (a counter per process, never reused).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SinkRef {
+    pub kind: SinkKind,
+    pub slot: u32,
     pub id: u64,
+}
+
+impl SinkRef {
+    pub fn conn(token: usize, id: u64) -> SinkRef {
+        SinkRef { kind: SinkKind::Conn, slot: token as u32, id }
+    }
+
+    pub fn session(slot: usize, id: u64) -> SinkRef {
+        SinkRef { kind: SinkKind::Session, slot: slot as u32, id }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -95,6 +118,13 @@ pub struct Backlog {
     pub last_id: u64,
 }
 
+/// What a message may carry besides its data (see [`Hub::publish_with`]).
+#[derive(Debug, Default)]
+pub struct Extra {
+    pub sio: Option<Box<crate::sio::wire::SioPayload>>,
+    pub origin: Option<SinkRef>,
+}
+
 /// Why the hub refused to create a topic.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HubError {
@@ -115,8 +145,8 @@ pub struct HubStats {
     pub published: u64,
     pub delivered: u64,
     pub slow_consumer_disconnects: u64,
-    /// Subscriptions by transport: WebSocket, SSE, long-poll.
-    pub subscribers: [u64; 3],
+    /// Subscriptions by transport: WebSocket, SSE, long-poll, Socket.IO.
+    pub subscribers: [u64; 4],
 }
 
 fn transport_index(e: Encoding) -> usize {
@@ -124,6 +154,7 @@ fn transport_index(e: Encoding) -> usize {
         Encoding::WsData | Encoding::WsEnvelope => 0,
         Encoding::Sse => 1,
         Encoding::LongPoll => 2,
+        Encoding::SioWs | Encoding::SioPoll => 3,
     }
 }
 
@@ -249,12 +280,20 @@ impl Hub {
     /// caller delivers it to [`Hub::subscribers`]. Fails only when the topic does not exist
     /// and may not be created.
     pub fn publish(&mut self, key: &TopicKey, event: Option<&str>, data: Rc<[u8]>, now: Instant, wall_us: u64) -> Result<Rc<Message>, HubError> {
+        self.publish_with(key, event, data, Extra::default(), now, wall_us)
+    }
+
+    /// [`Hub::publish`] with what a socket.io emit adds: its exact arguments and its sender.
+    pub fn publish_with(&mut self, key: &TopicKey, event: Option<&str>, data: Rc<[u8]>, extra: Extra, now: Instant, wall_us: u64) -> Result<Rc<Message>, HubError> {
         self.topic_mut(key)?;
         // The name the topic's entry holds, shared: the caller's key may be a fresh copy
         // (every publish request parses its own), and the budget counts the name once.
         let name = self.topics.get_key_value(key).map_or_else(|| key.name.clone(), |(k, _)| k.name.clone());
         let id = self.next_id(wall_us);
-        let msg = Rc::new(Message::new(key.kind, name, id, event.map(Rc::from), data, now));
+        let mut msg = Message::new(key.kind, name, id, event.map(Rc::from), data, now);
+        msg.sio = extra.sio;
+        msg.origin = extra.origin;
+        let msg = Rc::new(msg);
         let Hub { topics, history, limits, .. } = self;
         let topic = topics.get_mut(key).expect("created above");
         if limits.history_len == 0 {
@@ -391,7 +430,7 @@ mod tests {
     }
 
     fn sub(token: usize) -> Subscriber {
-        Subscriber { conn: ConnRef { token, id: token as u64 }, encoding: Encoding::Sse, after: 0 }
+        Subscriber { sink: SinkRef::conn(token, token as u64), encoding: Encoding::Sse, after: 0 }
     }
 
     #[test]

@@ -5,12 +5,12 @@ use std::rc::Rc;
 
 use slab::Slab;
 
-use super::{ConnRef, Encoding, Message};
+use super::{Encoding, Message, SinkRef};
 
-/// A connection that receives a topic's messages, and the form it wants them in.
+/// A sink that receives a topic's messages, and the form it wants them in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Subscriber {
-    pub conn: ConnRef,
+    pub sink: SinkRef,
     pub encoding: Encoding,
     /// The last message id when it subscribed: only later messages are delivered live.
     pub after: u64,

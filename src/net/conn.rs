@@ -63,6 +63,8 @@ pub enum Transport {
     WebSocket(Ws),
     Sse(Sse),
     LongPoll(LongPoll),
+    /// A polling GET held for an Engine.IO session.
+    EioPoll(super::eio::EioPoll),
 }
 
 /// The request reader's limits, from the configuration.
@@ -163,7 +165,7 @@ impl Conn {
             Transport::Http(_) => ConnKind::Http,
             Transport::WebSocket(_) => ConnKind::WebSocket,
             Transport::Sse(_) => ConnKind::Sse,
-            Transport::LongPoll(_) => ConnKind::LongPoll,
+            Transport::LongPoll(_) | Transport::EioPoll(_) => ConnKind::LongPoll,
         }
     }
 
@@ -177,7 +179,7 @@ impl Conn {
     pub fn wants_input(&self, cfg: &Config) -> bool {
         // A held long-poll is read only to notice the client leaving; once a pipelined
         // request is buffered behind it, reading stops until the poll is answered.
-        let poll_blocked = matches!(self.transport, Transport::LongPoll(_)) && !self.inbuf.is_empty();
+        let poll_blocked = matches!(self.transport, Transport::LongPoll(_) | Transport::EioPoll(_)) && !self.inbuf.is_empty();
         matches!(self.life, Life::Open) && !self.sending_file() && !poll_blocked && self.out.footprint() < cfg.pause_reading_bytes
     }
 
@@ -191,7 +193,7 @@ impl Conn {
                     && self.inbuf.is_empty()
                     && self.out.is_empty()
             }
-            Transport::WebSocket(_) | Transport::Sse(_) | Transport::LongPoll(_) => false,
+            Transport::WebSocket(_) | Transport::Sse(_) | Transport::LongPoll(_) | Transport::EioPoll(_) => false,
         }
     }
 
@@ -231,6 +233,7 @@ impl Conn {
             },
             Transport::Sse(s) => (s.next_beat, Expiry::Heartbeat),
             Transport::LongPoll(lp) => (lp.until, Expiry::PollTimeout),
+            Transport::EioPoll(p) => (p.until, Expiry::Close),
         }
     }
 

@@ -95,7 +95,7 @@ fn process(conn: &mut Conn, input: &[u8], env: &mut Env<'_>) -> (usize, Stop) {
             // what it sends anyway is dropped; reading still notices its EOF.
             Transport::Sse(_) => (input.len() - pos, Stop::NeedMore),
             // A request pipelined behind a held long-poll waits for the poll's answer.
-            Transport::LongPoll(_) => (0, Stop::Blocked),
+            Transport::LongPoll(_) | Transport::EioPoll(_) => (0, Stop::Blocked),
         };
         pos += used;
         let switched = was_http && !matches!(conn.transport, Transport::Http(_));

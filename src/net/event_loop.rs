@@ -21,12 +21,14 @@ use super::conn::{reader_limits, Conn, Expiry, Life, Transport};
 use super::drive::{drive_conn, update_interest};
 use super::stream::{self, Pushed};
 use super::http::{self, Env};
-use super::ws;
+use super::{eio, ws};
 use super::timers::{TimerKey, Timers};
 use crate::app::App;
 use crate::config::Config;
 use crate::error::HttpError;
-use crate::hub::{Run, TopicKey};
+use crate::hub::{Encoding, Run, SinkKind, SinkRef, TopicKey};
+use crate::sio::server::Route;
+use crate::sio::session::CloseReason;
 use crate::proto::http1::{DateCache, RequestReader};
 
 const LISTENER: Token = Token(usize::MAX - 1);
@@ -174,6 +176,8 @@ impl Server {
             for token in std::mem::take(&mut self.to_close) {
                 self.free(token);
             }
+            // Freed connections may have been sessions' transports.
+            self.flush_sessions();
             if let Some(end) = self.draining {
                 if self.conns.is_empty() || self.now >= end {
                     log::info!("shutdown complete ({} connections closed at the deadline)", self.conns.len());
@@ -273,7 +277,7 @@ impl Server {
         let idle: Vec<usize> = self
             .conns
             .iter()
-            .filter(|(_, c)| c.is_idle_http() || matches!(c.transport, Transport::Sse(_) | Transport::LongPoll(_)))
+            .filter(|(_, c)| c.is_idle_http() || matches!(c.transport, Transport::Sse(_) | Transport::LongPoll(_) | Transport::EioPoll(_)))
             .map(|(k, _)| k)
             .collect();
         for key in idle {
@@ -309,6 +313,7 @@ impl Server {
         if !self.app.outbox.is_empty() {
             self.deliver_outbox();
         }
+        self.flush_sessions();
         self.keep_history_budget();
         if self.app.ticker_wanted {
             self.app.ticker_wanted = false;
@@ -390,6 +395,21 @@ impl Server {
         }
     }
 
+    /// Carries out what touched Engine.IO sessions ask (`net/eio.rs`).
+    fn flush_sessions(&mut self) {
+        if self.app.sio.touched.is_empty() {
+            return;
+        }
+        let mut l = eio::Loop {
+            conns: &mut self.conns,
+            app: &mut self.app,
+            pending: &mut self.pending,
+            timers: &mut self.timers,
+            date: &self.date,
+        };
+        eio::flush_sessions(&mut l);
+    }
+
     /// Deliveries and replays build encodings, which count in the history budget: the budget
     /// holds again after every connection's turn and every delivery (one comparison when it
     /// holds; age limits are the sweep timer's and each publish's).
@@ -413,22 +433,51 @@ impl Server {
             if from == msgs.len() {
                 continue;
             }
-            let Some(conn) = self.conns.get_mut(sub.conn.token) else { continue };
-            if conn.id != sub.conn.id {
+            if sub.sink.kind == SinkKind::Session {
+                // An Engine.IO session: straight to its WebSocket when nothing of it waits
+                // (the shared frames, as for any subscriber), else into its queue.
+                let token = match self.app.sio.route(sub.sink, &msgs[from..], from == 0, cfg.max_output_bytes) {
+                    Route::Skip => continue,
+                    Route::Queued => {
+                        delivered += msgs[from..].iter().filter(|m| m.origin != Some(sub.sink)).count() as u64;
+                        continue;
+                    }
+                    Route::Ws(conn) => conn,
+                };
+                let Some(conn) = self.conns.get_mut(token.slot as usize).filter(|c| c.id == token.id) else { continue };
+                if !matches!(conn.life, Life::Open) || conn.dead {
+                    continue;
+                }
+                if conn.out.footprint() > cfg.max_output_bytes {
+                    self.app.sio.close(sub.sink.slot as usize, CloseReason::SlowConsumer);
+                    cut += 1;
+                    continue;
+                }
+                conn.out.push_shared(run.encoded(Encoding::SioWs).clone());
+                delivered += (msgs.len() - from) as u64;
+                if !conn.pending {
+                    conn.pending = true;
+                    self.pending.push_back(Token(conn.token));
+                }
+                continue;
+            }
+            let token = sub.sink.slot as usize;
+            let Some(conn) = self.conns.get_mut(token) else { continue };
+            if conn.id != sub.sink.id {
                 continue;
             }
             match stream::push(conn, run, from, sub.encoding, cfg) {
                 Pushed::Queued => delivered += (msgs.len() - from) as u64,
                 Pushed::PollReady => {
                     delivered += (msgs.len() - from) as u64;
-                    polls.push((sub.conn.token, from));
+                    polls.push((token, from));
                 }
                 Pushed::CutOff => cut += 1,
                 Pushed::Skipped => continue,
             }
             if !conn.pending {
                 conn.pending = true;
-                self.pending.push_back(Token(sub.conn.token));
+                self.pending.push_back(Token(token));
             }
         }
         self.app.hub.stats.delivered += delivered;
@@ -445,14 +494,27 @@ impl Server {
         let (at, _) = conn.deadline(&self.app.config);
         if conn.timer_at.is_none_or(|t| t > at) {
             conn.timer_at = Some(at);
-            self.timers.add(at, TimerKey::Conn { token: token.0, id: conn.id });
+            self.timers.add(at, TimerKey::Sink(SinkRef::conn(token.0, conn.id)));
         }
     }
 
     fn fire_timers(&mut self) {
         while let Some((at, key)) = self.timers.pop_due(self.now) {
             match key {
-                TimerKey::Conn { token, id } => self.on_conn_timer(Token(token), id, at),
+                TimerKey::Sink(sink) => match sink.kind {
+                    SinkKind::Conn => self.on_conn_timer(Token(sink.slot as usize), sink.id, at),
+                    SinkKind::Session => {
+                        let now = self.now;
+                        let mut l = eio::Loop {
+                            conns: &mut self.conns,
+                            app: &mut self.app,
+                            pending: &mut self.pending,
+                            timers: &mut self.timers,
+                            date: &self.date,
+                        };
+                        eio::on_timer(&mut l, sink, at, now);
+                    }
+                },
                 TimerKey::StatsLog => {
                     log::info!("stats: {}", self.app.stats.summary(self.now, &self.app.hub));
                     self.timers.add(self.now + self.app.config.stats_interval, TimerKey::StatsLog);
@@ -538,6 +600,7 @@ impl Server {
             let mut conn = self.conns.remove(token.0);
             let _ = self.poll.registry().deregister(&mut conn.sock);
             stream::unsubscribe_all(&mut conn, &mut self.app.hub);
+            eio::detach(&conn, &mut self.app);
             self.app.stats.conn_closed(conn.kind());
         }
     }

@@ -86,7 +86,7 @@ fn respond(conn: &mut Conn, req: &Request, env: &mut Env<'_>) {
     let head_only = head.method == Method::Head;
     let reply = match reply {
         // Shutting down: no new long-lived connection would outlive the drain anyway.
-        Reply::WebSocket { .. } | Reply::Subscribe(_) if env.draining => {
+        Reply::WebSocket { .. } | Reply::Subscribe(_) | Reply::EioHold(_) if env.draining => {
             Reply::Response(Response::static_text(503, "server shutting down\n").header("Retry-After", "1"))
         }
         r => r,
@@ -113,6 +113,7 @@ fn respond(conn: &mut Conn, req: &Request, env: &mut Env<'_>) {
             ws::start(conn, session, env);
         }
         Reply::Subscribe(sub) => stream::start(conn, sub, persist, head_only, env),
+        Reply::EioHold(session) => super::eio::hold(conn, session, persist, env),
     }
 }
 

@@ -2,6 +2,7 @@
 
 mod conn;
 mod drive;
+mod eio;
 mod event_loop;
 mod http;
 pub mod outbuf;

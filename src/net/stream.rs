@@ -10,7 +10,7 @@ use super::http::Env;
 use super::ws;
 use crate::app::{ConnKind, StreamKind, Subscription};
 use crate::config::Config;
-use crate::hub::{ConnRef, Encoding, Hub, HubError, Message, Run, Subscriber, TopicKey};
+use crate::hub::{Encoding, SinkRef, Hub, HubError, Message, Run, Subscriber, TopicKey};
 use crate::proto::http1::{response, DateCache, Persist};
 use crate::proto::sse;
 
@@ -35,12 +35,12 @@ pub struct LongPoll {
 /// Adds the connection to `key`'s subscribers and remembers the slot for unsubscribing.
 /// Returns the id after which messages are delivered live.
 pub fn subscribe(conn: &mut Conn, hub: &mut Hub, key: TopicKey, encoding: Encoding) -> Result<u64, HubError> {
-    let conn_ref = ConnRef { token: conn.token, id: conn.id };
+    let sink = SinkRef::conn(conn.token, conn.id);
     // Messages published before this point reach the subscriber through its replay (or not
     // at all), never through live delivery: no duplicate when a publish and a resuming
     // subscribe happen while the same connection is handled.
     let after = hub.last_id();
-    let slot = hub.subscribe(&key, Subscriber { conn: conn_ref, encoding, after })?;
+    let slot = hub.subscribe(&key, Subscriber { sink, encoding, after })?;
     conn.subs.push((key, slot));
     Ok(after)
 }

@@ -1,19 +1,22 @@
 //! Deadlines: a min-heap of (instant, key).
 //!
-//! Entries are never removed early. A connection's entry carries the connection's id (a
-//! counter, never reused) besides its slab token, so an entry that outlives its connection
-//! cannot fire on the next connection in the same slot. A connection whose deadline moved
-//! later keeps its old entry and re-arms when it fires; so a busy keep-alive connection
-//! touches the heap once per timeout period, not once per request.
+//! Entries are never removed early. An entry is keyed by what it belongs to: a sink (a
+//! connection or an Engine.IO session, by slot and generation, so an entry that outlives
+//! its owner cannot fire on the next one in the same slot) or one of the loop's own jobs. An
+//! owner whose deadline moved later keeps its old entry and re-arms when it fires; so a busy
+//! keep-alive connection touches the heap once per timeout period, not once per request.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::time::Instant;
 
+use crate::hub::SinkRef;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum TimerKey {
-    /// A connection's deadline (header/body/idle timeout, heartbeat, linger).
-    Conn { token: usize, id: u64 },
+    /// A connection's deadline (header/body/idle timeout, heartbeat, linger) or a session's
+    /// (Engine.IO ping, ping timeout, Socket.IO connect timeout).
+    Sink(SinkRef),
     /// Log the counters (`--stats-interval`).
     StatsLog,
     /// Try accepting again after the process ran out of descriptors.
@@ -68,12 +71,12 @@ mod tests {
         let t0 = Instant::now();
         let mut t = Timers::default();
         t.add(t0 + Duration::from_secs(3), TimerKey::StatsLog);
-        t.add(t0 + Duration::from_secs(1), TimerKey::Conn { token: 4, id: 9 });
+        t.add(t0 + Duration::from_secs(1), TimerKey::Sink(SinkRef::conn(4, 9)));
         t.add(t0 + Duration::from_secs(2), TimerKey::AcceptRetry);
         assert_eq!(t.next_deadline(), Some(t0 + Duration::from_secs(1)));
         assert_eq!(t.pop_due(t0), None);
         let now = t0 + Duration::from_secs(2);
-        assert_eq!(t.pop_due(now).map(|e| e.1), Some(TimerKey::Conn { token: 4, id: 9 }));
+        assert_eq!(t.pop_due(now).map(|e| e.1), Some(TimerKey::Sink(SinkRef::conn(4, 9))));
         assert_eq!(t.pop_due(now).map(|e| e.1), Some(TimerKey::AcceptRetry));
         assert_eq!(t.pop_due(now), None);
         assert_eq!(t.len(), 1);

@@ -51,8 +51,22 @@ pub fn start(conn: &mut Conn, session: WsSession, env: &mut Env<'_>) {
     // What a subscriber sends is published (or is a control message): no larger than an
     // HTTP publish may be. Only /echo takes messages up to --max-message.
     let cfg = &env.app.config;
-    let max = if session == WsSession::Echo { cfg.max_message_bytes } else { cfg.max_message_bytes.min(cfg.max_body_bytes) };
+    let max = match session {
+        WsSession::Echo => cfg.max_message_bytes,
+        WsSession::Eio { .. } | WsSession::EioRefused => cfg.sio_max_payload,
+        _ => cfg.max_message_bytes.min(cfg.max_body_bytes),
+    };
+    let eio = match &session {
+        WsSession::Eio { session, probe } => Some((*session, *probe)),
+        _ => None,
+    };
+    let refused = session == WsSession::EioRefused;
     conn.transport = Transport::WebSocket(Ws::new(session, max, env.now));
+    if let Some((session, probe)) = eio {
+        super::eio::attach_ws(conn, session, probe, env);
+    } else if refused {
+        queue_close(conn, close::NORMAL, "this session already has a WebSocket");
+    }
 }
 
 /// Offers `input` to the connection's assembler; acts on each event. Returns bytes used.
@@ -132,6 +146,11 @@ fn on_message(conn: &mut Conn, op: OpCode, data: Vec<u8>, env: &mut Env<'_>) {
             let publish = *publish;
             control::handle(&mut ControlConn(conn), env.app, &data, publish, env.now, env.wall_us);
         }
+        WsSession::Eio { session, probe } => {
+            let (session, probe) = (*session, *probe);
+            super::eio::on_ws_message(conn, op, &data, session, probe, env);
+        }
+        WsSession::EioRefused => {}
     }
 }
 

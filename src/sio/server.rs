@@ -1,0 +1,574 @@
+//! The process's Engine.IO sessions and what the server does with Socket.IO packets, with
+//! no application code: namespaces (CONNECT / DISCONNECT), rooms that are hub channels
+//! (`join` / `leave`), every other event relayed to the sender's rooms (or namespace), acks,
+//! and users (`auth.user`). Pure: the hub and the time come in, packets wait in each
+//! session's queue; the loop attaches transports and flushes what [`SioServer::touched`]
+//! lists.
+
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use slab::Slab;
+
+use super::names;
+use super::session::{CloseReason, EioSession, Input, Out, Times, TransportKind, Via};
+use super::wire::{self, SioPayload};
+use crate::config::Config;
+use crate::hub::{valid_user_name, Encoding, Extra, Hub, Message, SinkRef, TopicKey, TopicKind};
+use crate::proto::engineio::{self, Packet};
+use crate::proto::socketio::{self, compact_json, Kind};
+
+/// Session and socket ids: 20 characters of URL-safe base64 from 15 random bytes, as
+/// engine.io's `base64id` makes them. Unguessable: a sid is all a polling POST carries.
+pub type Sid = [u8; 20];
+
+pub fn random_sid() -> Sid {
+    use base64::Engine as _;
+    let mut raw = [0u8; 15];
+    let mut filled = 0;
+    while filled < raw.len() {
+        // SAFETY: writes at most the remaining length into the buffer.
+        let n = unsafe { libc::getrandom(raw[filled..].as_mut_ptr().cast(), raw.len() - filled, 0) };
+        if n > 0 {
+            filled += n as usize;
+        }
+    }
+    let mut sid = [0u8; 20];
+    let n = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode_slice(raw, &mut sid).unwrap_or(0);
+    debug_assert_eq!(n, 20);
+    sid
+}
+
+pub fn sid_str(sid: &Sid) -> &str {
+    std::str::from_utf8(sid).unwrap_or("")
+}
+
+/// Where relayed events go (`--sio-relay`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Relay {
+    /// To the sender's rooms (or namespace), the sender excluded: `socket.broadcast`.
+    Others,
+    /// ...the sender included: `io.to(...)`.
+    All,
+    /// Nowhere: events are only acked.
+    None,
+}
+
+impl std::str::FromStr for Relay {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Relay, String> {
+        match s {
+            "others" => Ok(Relay::Others),
+            "all" => Ok(Relay::All),
+            "none" => Ok(Relay::None),
+            _ => Err(format!("expected others, all or none, not {s:?}")),
+        }
+    }
+}
+
+/// Rooms one socket may be in.
+const MAX_ROOMS: usize = 256;
+
+/// One namespace a session is connected to (a client-side `Socket`).
+#[derive(Debug)]
+pub struct NsSocket {
+    pub nsp: Box<str>,
+    pub id: Sid,
+    /// Its CONNECT auth carried the publish token (or none is configured).
+    may_publish: bool,
+    /// Its CONNECT auth named the session's user.
+    is_user: bool,
+    /// `[0]` the namespace's channel, then the rooms joined: topic and hub slot.
+    subs: Vec<(TopicKey, usize)>,
+}
+
+/// A binary packet waiting for its attachments.
+#[derive(Debug)]
+struct PendingBinary {
+    socket: usize,
+    kind: Kind,
+    id: Option<u64>,
+    args: String,
+    value: Value,
+    needed: usize,
+    got: Vec<Rc<[u8]>>,
+}
+
+#[derive(Debug)]
+pub struct Session {
+    pub sid: Sid,
+    pub gen: u64,
+    pub eio: EioSession,
+    /// The held polling GET (a connection), if any.
+    pub get: Option<SinkRef>,
+    /// The WebSocket the session runs on (direct, or after the upgrade).
+    pub ws: Option<SinkRef>,
+    /// A WebSocket probing for an upgrade.
+    pub probe: Option<SinkRef>,
+    /// The earliest timer-heap entry the session has outstanding.
+    pub timer_at: Option<Instant>,
+    pub sockets: Vec<NsSocket>,
+    binary: Option<Box<PendingBinary>>,
+    /// No CONNECT yet: the session closes at this instant.
+    connect_deadline: Option<Instant>,
+    /// The user its sockets' auth named, and the hub slot of that subscription.
+    user: Option<(TopicKey, usize)>,
+    touched: bool,
+}
+
+impl Session {
+    pub fn sink(&self, slot: usize) -> SinkRef {
+        SinkRef::session(slot, self.gen)
+    }
+
+    /// When the session next needs the clock.
+    pub fn deadline(&self) -> Option<Instant> {
+        match (self.eio.poll_timeout(), self.connect_deadline.filter(|_| self.eio.is_open())) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Queues a Socket.IO packet.
+    fn send(&mut self, kind: Kind, nsp: &str, id: Option<u64>, data: &str) {
+        let mut out = vec![b'4'];
+        socketio::encode(&mut out, kind, 0, nsp, id, data);
+        self.eio.send(Out::Text(out.into_boxed_slice()));
+    }
+
+    fn ack(&mut self, nsp: &str, id: Option<u64>, args: &Value) {
+        if id.is_some() {
+            self.send(Kind::Ack, nsp, id, &args.to_string());
+        }
+    }
+
+    fn socket_index(&self, nsp: &str) -> Option<usize> {
+        self.sockets.iter().position(|s| &*s.nsp == nsp)
+    }
+
+    /// The polling answer: every waiting packet, joined by the record separator.
+    pub fn take_poll_payload(&mut self) -> Vec<u8> {
+        let mut body = Vec::new();
+        for out in self.eio.take_queue() {
+            match out {
+                Out::Text(t) => {
+                    body.push(engineio::SEPARATOR);
+                    body.extend_from_slice(&t);
+                }
+                Out::Binary(b) => {
+                    body.push(engineio::SEPARATOR);
+                    engineio::encode_poll_binary(&mut body, &b);
+                }
+                Out::Msg(m) => body.extend_from_slice(m.encoded(Encoding::SioPoll)),
+            }
+        }
+        if body.is_empty() {
+            return b"6".to_vec();
+        }
+        body.remove(0);
+        body
+    }
+}
+
+/// What the loop must do with a probing WebSocket after one of its packets.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ProbeAction {
+    None,
+    /// Send `3probe` on it.
+    Answer,
+    /// It is now the session's transport.
+    Upgraded,
+    /// Close it (the session goes on over polling).
+    Close,
+}
+
+/// What a delivery to a session needs from the loop.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Route {
+    /// Nothing for it (closed, or all of it was its own).
+    Skip,
+    /// Queued in the session (the loop flushes it).
+    Queued,
+    /// Write the run's shared `SioWs` encoding straight to this connection, the session's
+    /// WebSocket (nothing of the session is waiting ahead of it).
+    Ws(SinkRef),
+}
+
+/// What the Socket.IO layer needs besides the sessions.
+pub struct Env<'a> {
+    pub hub: &'a mut Hub,
+    pub outbox: &'a mut Vec<Rc<Message>>,
+    pub config: &'a Config,
+    pub now: Instant,
+    pub wall_us: u64,
+}
+
+#[derive(Default)]
+pub struct SioServer {
+    pub sessions: Slab<Session>,
+    by_sid: HashMap<Sid, usize>,
+    by_socket: HashMap<Sid, usize>,
+    next_gen: u64,
+    /// Sessions whose queue, deadline or state changed: the loop flushes each.
+    pub touched: Vec<usize>,
+}
+
+pub fn times(cfg: &Config) -> Times {
+    Times { ping_interval: cfg.sio_ping_interval, ping_timeout: cfg.sio_ping_timeout }
+}
+
+impl SioServer {
+    /// A new session on `transport`, its open packet queued.
+    pub fn open(&mut self, transport: TransportKind, cfg: &Config, now: Instant) -> usize {
+        let sid = random_sid();
+        self.next_gen += 1;
+        let mut eio = EioSession::new(transport, now, &times(cfg));
+        let ms = |d: Duration| d.as_millis() as u64;
+        let open = engineio::handshake(
+            sid_str(&sid),
+            transport == TransportKind::Polling,
+            ms(cfg.sio_ping_interval),
+            ms(cfg.sio_ping_timeout),
+            cfg.sio_max_payload,
+        );
+        eio.send(Out::Text(open.into_boxed_slice()));
+        let slot = self.sessions.insert(Session {
+            sid,
+            gen: self.next_gen,
+            eio,
+            get: None,
+            ws: None,
+            probe: None,
+            timer_at: None,
+            sockets: Vec::new(),
+            binary: None,
+            connect_deadline: Some(now + cfg.sio_connect_timeout),
+            user: None,
+            touched: false,
+        });
+        self.by_sid.insert(sid, slot);
+        self.touch(slot);
+        slot
+    }
+
+    pub fn find(&self, sid: &str) -> Option<usize> {
+        let key: Sid = sid.as_bytes().try_into().ok()?;
+        self.by_sid.get(&key).copied()
+    }
+
+    /// The session a reference names, if it still exists.
+    pub fn get_mut(&mut self, r: SinkRef) -> Option<&mut Session> {
+        self.sessions.get_mut(r.slot as usize).filter(|s| s.gen == r.id)
+    }
+
+    pub fn touch(&mut self, slot: usize) {
+        if let Some(s) = self.sessions.get_mut(slot) {
+            if !s.touched {
+                s.touched = true;
+                self.touched.push(slot);
+            }
+        }
+    }
+
+    /// The next touched session to flush.
+    pub fn next_touched(&mut self) -> Option<usize> {
+        while let Some(slot) = self.touched.pop() {
+            if let Some(s) = self.sessions.get_mut(slot) {
+                if s.touched {
+                    s.touched = false;
+                    return Some(slot);
+                }
+            }
+        }
+        None
+    }
+
+    pub fn socket_count(&self) -> usize {
+        self.by_socket.len()
+    }
+
+    pub fn close(&mut self, slot: usize, why: CloseReason) {
+        if let Some(s) = self.sessions.get_mut(slot) {
+            s.eio.close(why);
+            self.touch(slot);
+        }
+    }
+
+    /// Takes a (closed) session apart: its subscriptions go, its ids are forgotten. The loop
+    /// then deals with the transports it had.
+    pub fn remove(&mut self, slot: usize, hub: &mut Hub) -> Session {
+        let mut s = self.sessions.remove(slot);
+        self.by_sid.remove(&s.sid);
+        for sock in s.sockets.drain(..) {
+            self.by_socket.remove(&sock.id);
+            for (key, sub) in sock.subs {
+                hub.unsubscribe(&key, sub);
+            }
+        }
+        if let Some((key, sub)) = s.user.take() {
+            hub.unsubscribe(&key, sub);
+        }
+        s
+    }
+
+    /// One Engine.IO packet from the session's transport (`Via::Transport`) or from a
+    /// WebSocket probing for the upgrade.
+    pub fn on_packet(&mut self, slot: usize, p: Packet<'_>, via: Via, env: &mut Env<'_>) -> ProbeAction {
+        let Some(s) = self.sessions.get_mut(slot) else { return ProbeAction::Close };
+        let input = s.eio.on_packet(p, via, env.now, &times(env.config));
+        self.touch(slot);
+        match input {
+            Input::Nothing => ProbeAction::None,
+            Input::Message(m) => {
+                self.on_text(slot, m, env);
+                ProbeAction::None
+            }
+            Input::Binary(b) => {
+                self.on_binary(slot, b, env);
+                ProbeAction::None
+            }
+            Input::ProbeAnswer => ProbeAction::Answer,
+            Input::Upgraded => ProbeAction::Upgraded,
+            Input::CloseProbe => ProbeAction::Close,
+        }
+    }
+
+    pub fn on_timeout(&mut self, slot: usize, now: Instant, cfg: &Config) {
+        let Some(s) = self.sessions.get_mut(slot) else { return };
+        s.eio.handle_timeout(now, &times(cfg));
+        if s.connect_deadline.is_some_and(|t| t <= now) {
+            s.eio.close(CloseReason::ConnectTimeout);
+        }
+        self.touch(slot);
+    }
+
+    fn fail(&mut self, slot: usize, why: &str) {
+        log::debug!("socket.io session {slot}: {why}");
+        self.close(slot, CloseReason::ParseError);
+    }
+
+    /// A Socket.IO packet.
+    fn on_text(&mut self, slot: usize, text: &[u8], env: &mut Env<'_>) {
+        let s = &self.sessions[slot];
+        if s.binary.is_some() {
+            return self.fail(slot, "a text packet while attachments were expected");
+        }
+        let Ok(text) = std::str::from_utf8(text) else { return self.fail(slot, "not UTF-8") };
+        let p = match socketio::decode(text) {
+            Ok(p) => p,
+            Err(e) => return self.fail(slot, &e.to_string()),
+        };
+        if p.kind == Kind::Connect {
+            return self.connect(slot, p.nsp, p.value.as_ref(), env);
+        }
+        let Some(i) = s.socket_index(p.nsp) else {
+            // socket.io closes a client that talks in a namespace it has not joined.
+            return self.fail(slot, "a packet for a namespace not connected");
+        };
+        match p.kind {
+            Kind::Disconnect => self.disconnect(slot, i, env.hub),
+            Kind::Event | Kind::BinaryEvent | Kind::BinaryAck if p.attachments > 0 => {
+                let (args, value) = (p.data.unwrap_or("").to_string(), p.value.unwrap_or(Value::Null));
+                let pending = PendingBinary { socket: i, kind: p.kind, id: p.id, args, value, needed: p.attachments, got: Vec::new() };
+                self.sessions[slot].binary = Some(Box::new(pending));
+            }
+            Kind::Event | Kind::BinaryEvent => {
+                let value = p.value.unwrap_or(Value::Null);
+                self.on_event(slot, i, p.id, p.data.unwrap_or(""), &value, Vec::new(), env);
+            }
+            // Answers to server emits with an ack: the server asks none.
+            Kind::Ack | Kind::BinaryAck => {}
+            Kind::ConnectError | Kind::Connect => self.fail(slot, "a packet only servers send"),
+        }
+    }
+
+    fn on_binary(&mut self, slot: usize, bytes: Vec<u8>, env: &mut Env<'_>) {
+        let s = &mut self.sessions[slot];
+        let Some(pending) = &mut s.binary else { return self.fail(slot, "an attachment nobody announced") };
+        pending.got.push(bytes.into());
+        if pending.got.len() < pending.needed {
+            return;
+        }
+        let p = *s.binary.take().expect("checked");
+        if p.kind == Kind::BinaryEvent {
+            self.on_event(slot, p.socket, p.id, &p.args, &p.value, p.got, env);
+        }
+    }
+
+    fn connect(&mut self, slot: usize, nsp: &str, auth: Option<&Value>, env: &mut Env<'_>) {
+        let sink = self.sessions[slot].sink(slot);
+        let s = &mut self.sessions[slot];
+        let refuse = |s: &mut Session, msg: &str| s.send(Kind::ConnectError, nsp, None, &json!({ "message": msg }).to_string());
+        if !namespace_allowed(nsp, &env.config.sio_namespaces) {
+            return refuse(s, "Invalid namespace");
+        }
+        if let Some(i) = s.socket_index(nsp) {
+            let id = s.sockets[i].id;
+            return s.send(Kind::Connect, nsp, None, &json!({ "sid": sid_str(&id) }).to_string());
+        }
+        let user = auth.and_then(|a| a.get("user"));
+        let user = match user {
+            None | Some(Value::Null) => None,
+            Some(Value::String(u)) if valid_user_name(u) => Some(u.as_str()),
+            Some(_) => return refuse(s, "auth.user must be a user name (1-128 characters, no /)"),
+        };
+        if let (Some(u), Some((key, _))) = (user, &s.user) {
+            if &*key.name != u {
+                return refuse(s, "one user per connection");
+            }
+        }
+        let may_publish = match env.config.publish_token.as_deref() {
+            None => true,
+            Some(t) => auth.and_then(|a| a.get("token")).and_then(Value::as_str) == Some(t),
+        };
+        let Some(channel) = names::namespace_channel(nsp) else { return refuse(s, "namespace name too long") };
+        let key = TopicKey::channel(&channel);
+        let sub = crate::hub::Subscriber { sink, encoding: Encoding::SioWs, after: env.hub.last_id() };
+        let slot_in_hub = match env.hub.subscribe(&key, sub) {
+            Ok(x) => x,
+            Err(e) => return refuse(s, &e.to_string()),
+        };
+        if let (Some(u), None) = (user, &s.user) {
+            let ukey = TopicKey::user(u);
+            if let Ok(us) = env.hub.subscribe(&ukey, sub) {
+                s.user = Some((ukey, us));
+            }
+        }
+        let id = random_sid();
+        s.sockets.push(NsSocket { nsp: nsp.into(), id, may_publish, is_user: user.is_some(), subs: vec![(key, slot_in_hub)] });
+        s.connect_deadline = None;
+        s.send(Kind::Connect, nsp, None, &json!({ "sid": sid_str(&id) }).to_string());
+        self.by_socket.insert(id, slot);
+    }
+
+    fn disconnect(&mut self, slot: usize, i: usize, hub: &mut Hub) {
+        let s = &mut self.sessions[slot];
+        let sock = s.sockets.remove(i);
+        self.by_socket.remove(&sock.id);
+        for (key, sub) in sock.subs {
+            hub.unsubscribe(&key, sub);
+        }
+        if sock.is_user && !s.sockets.iter().any(|o| o.is_user) {
+            if let Some((key, sub)) = s.user.take() {
+                hub.unsubscribe(&key, sub);
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn on_event(&mut self, slot: usize, i: usize, id: Option<u64>, args: &str, value: &Value, attachments: Vec<Rc<[u8]>>, env: &mut Env<'_>) {
+        let name = match value.get(0) {
+            Some(Value::String(n)) => n.clone(),
+            Some(other) => other.to_string(),
+            None => return,
+        };
+        let s = &mut self.sessions[slot];
+        let nsp = s.sockets[i].nsp.clone();
+        let token_needed = "needs the publish token in the CONNECT auth ({\"token\": ...})";
+        if name == "join" || name == "leave" {
+            let Some(room) = value.get(1).and_then(Value::as_str) else {
+                return s.ack(&nsp, id, &json!([{"error": "expected a room name"}]));
+            };
+            if !s.sockets[i].may_publish {
+                return s.ack(&nsp, id, &json!([{ "error": format!("joining rooms {token_needed}") }]));
+            }
+            let Some(channel) = names::room_channel(&nsp, room) else {
+                return s.ack(&nsp, id, &json!([{"error": "room name too long"}]));
+            };
+            let key = TopicKey::channel(&channel);
+            let sink = s.sink(slot);
+            let sock = &mut s.sockets[i];
+            let at = sock.subs.iter().skip(1).position(|(k, _)| *k == key).map(|p| p + 1);
+            if name == "join" && at.is_none() {
+                if sock.subs.len() > MAX_ROOMS {
+                    return s.ack(&nsp, id, &json!([{ "error": format!("at most {MAX_ROOMS} rooms per socket") }]));
+                }
+                let sub = crate::hub::Subscriber { sink, encoding: Encoding::SioWs, after: env.hub.last_id() };
+                match env.hub.subscribe(&key, sub) {
+                    Ok(h) => sock.subs.push((key.clone(), h)),
+                    Err(e) => return s.ack(&nsp, id, &json!([{ "error": e.to_string() }])),
+                }
+            } else if name == "leave" {
+                if let Some(at) = at {
+                    let (k, h) = sock.subs.remove(at);
+                    env.hub.unsubscribe(&k, h);
+                }
+            }
+            let size = env.hub.subscriber_count(&key);
+            return s.ack(&nsp, id, &json!([size]));
+        }
+        if !s.sockets[i].may_publish {
+            return s.ack(&nsp, id, &json!([{ "error": format!("relaying events {token_needed}") }]));
+        }
+        let relay = env.config.sio_relay;
+        if relay == Relay::None {
+            return s.ack(&nsp, id, &json!([0]));
+        }
+        let sock = &s.sockets[i];
+        // The rooms it joined, or its whole namespace if none.
+        let targets: Vec<TopicKey> =
+            if sock.subs.len() > 1 { sock.subs[1..].iter().map(|(k, _)| k.clone()).collect() } else { vec![sock.subs[0].0.clone()] };
+        let origin = (relay == Relay::Others).then(|| s.sink(slot));
+        let payload = SioPayload { args: compact_json(args).into(), attachments };
+        let plain: Rc<[u8]> = SioPayload::plain_data(value).into();
+        // SSE and long-poll carry event names on one line.
+        let event = (!name.contains(['\r', '\n']) && !name.is_empty()).then_some(name.as_str());
+        let mut reached = 0;
+        for key in &targets {
+            let n = env.hub.subscriber_count(key).saturating_sub(usize::from(origin.is_some()));
+            let extra = Extra { sio: Some(Box::new(payload.clone())), origin };
+            if let Ok(msg) = env.hub.publish_with(key, event, plain.clone(), extra, env.now, env.wall_us) {
+                env.outbox.push(msg);
+                reached += n;
+            }
+        }
+        self.sessions[slot].ack(&nsp, id, &json!([reached]));
+    }
+
+    /// Where a run of hub messages (`msgs`, the part of a run this session gets) goes.
+    /// `whole_run`: `msgs` is the entire run, so its shared encoding may be used as is.
+    pub fn route(&mut self, sink: SinkRef, msgs: &[Rc<Message>], whole_run: bool, max_output: usize) -> Route {
+        let slot = sink.slot as usize;
+        let Some(s) = self.get_mut(sink) else { return Route::Skip };
+        if !s.eio.is_open() {
+            return Route::Skip;
+        }
+        let own = msgs.iter().any(|m| m.origin == Some(sink));
+        if msgs[0].kind == TopicKind::User {
+            // A user's messages go to each of its sockets, in that socket's namespace:
+            // built per recipient (point-to-point, so nothing to share).
+            for m in msgs.iter().filter(|m| m.origin != Some(sink)) {
+                for sock in s.sockets.iter().filter(|k| k.is_user) {
+                    let (packet, attachments) = wire::event_packet(m, &sock.nsp);
+                    s.eio.send(Out::Text(packet.into_boxed_slice()));
+                    for a in attachments {
+                        s.eio.send(Out::Binary(a.clone()));
+                    }
+                }
+            }
+        } else if s.eio.transport == TransportKind::WebSocket && !s.eio.has_output() && whole_run && !own && s.ws.is_some() {
+            return Route::Ws(s.ws.expect("checked"));
+        } else {
+            for m in msgs.iter().filter(|m| m.origin != Some(sink)) {
+                s.eio.send(Out::Msg(m.clone()));
+            }
+        }
+        if s.eio.queued_bytes() > max_output {
+            s.eio.close(CloseReason::SlowConsumer);
+        }
+        self.touch(slot);
+        Route::Queued
+    }
+}
+
+/// `--sio-namespace` patterns: exact names, or a prefix ending in `*`; none: any namespace.
+pub fn namespace_allowed(nsp: &str, patterns: &[String]) -> bool {
+    patterns.is_empty()
+        || patterns.iter().any(|p| match p.strip_suffix('*') {
+            Some(prefix) => nsp.starts_with(prefix),
+            None => p == nsp,
+        })
+}
+

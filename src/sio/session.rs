@@ -1,0 +1,308 @@
+//! The Engine.IO v4 session: a sans-IO state machine, in the manner of quinn-proto's
+//! `Connection`. Packets and the time go in ([`EioSession::on_packet`],
+//! [`EioSession::handle_timeout`]); packets to send wait in its queue until the loop takes
+//! them for whichever transport is attached ([`EioSession::take_queue`]), and
+//! [`EioSession::poll_timeout`] says when it next needs the clock. It never sees a socket:
+//! the loop attaches a held polling GET or a WebSocket to it and carries out what it asks.
+//!
+//! ```text
+//!            2probe on a new WebSocket           5 on that WebSocket
+//!  Polling ───────────────────────────▶ Probing ─────────────────────▶ WebSocket
+//!     (a held GET is released with 6;        (packets keep going over polling
+//!      the client stops polling)              until the 5; none is lost or repeated)
+//! ```
+//! Heartbeat, as the reference server does it: a ping `2` `pingInterval` after the open and
+//! after each pong; no pong `3` within `pingTimeout` of the ping being queued closes the
+//! session.
+
+use std::collections::VecDeque;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use crate::hub::Message;
+use crate::proto::engineio::Packet;
+
+#[derive(Clone, Copy, Debug)]
+pub struct Times {
+    pub ping_interval: Duration,
+    pub ping_timeout: Duration,
+}
+
+/// The transport packets go over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TransportKind {
+    Polling,
+    WebSocket,
+}
+
+/// A packet waiting for a transport.
+#[derive(Debug)]
+pub enum Out {
+    /// An Engine.IO text packet, type digit first (`2`, `40{…}`, `43[…]`).
+    Text(Box<[u8]>),
+    /// A binary message (an attachment).
+    Binary(Rc<[u8]>),
+    /// A hub message: its shared Socket.IO encoding for the transport that takes it.
+    Msg(Rc<Message>),
+}
+
+impl Out {
+    fn size(&self) -> usize {
+        match self {
+            Out::Text(t) => t.len(),
+            Out::Binary(b) => b.len(),
+            Out::Msg(m) => m.size(),
+        }
+    }
+}
+
+/// Why a session ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The client sent `1`.
+    ClientClose,
+    PingTimeout,
+    /// Its WebSocket or its held GET connection closed.
+    TransportClose,
+    /// A payload or packet that does not decode, a second GET while one is held.
+    TransportError,
+    /// A Socket.IO packet that is malformed or out of place.
+    ParseError,
+    /// No Socket.IO CONNECT within `--sio-connect-timeout`.
+    ConnectTimeout,
+    /// More output waiting than `--max-output`.
+    SlowConsumer,
+    /// The server is shutting down.
+    ServerShutdown,
+}
+
+/// What a packet from the client asks of the layer above or of the loop.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Input<'a> {
+    /// Handled inside the session (pong, noop).
+    Nothing,
+    /// A text message: a Socket.IO packet.
+    Message(&'a [u8]),
+    /// A binary message.
+    Binary(Vec<u8>),
+    /// Answer `3probe` on the probing WebSocket.
+    ProbeAnswer,
+    /// The upgrade completed: packets now go over the WebSocket.
+    Upgraded,
+    /// The probing WebSocket broke the upgrade protocol: close it (the session goes on).
+    CloseProbe,
+}
+
+/// Where a packet came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Via {
+    /// The session's current transport (a POST, or its WebSocket).
+    Transport,
+    /// A WebSocket that is probing for an upgrade.
+    Probe,
+}
+
+#[derive(Debug)]
+pub struct EioSession {
+    pub transport: TransportKind,
+    /// A WebSocket answered `2probe` and the upgrade waits for its `5`.
+    pub probing: bool,
+    queue: VecDeque<Out>,
+    queued_bytes: usize,
+    next_ping: Option<Instant>,
+    pong_due: Option<Instant>,
+    pub closed: Option<CloseReason>,
+}
+
+impl EioSession {
+    pub fn new(transport: TransportKind, now: Instant, times: &Times) -> EioSession {
+        EioSession {
+            transport,
+            probing: false,
+            queue: VecDeque::new(),
+            queued_bytes: 0,
+            next_ping: Some(now + times.ping_interval),
+            pong_due: None,
+            closed: None,
+        }
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.closed.is_none()
+    }
+
+    pub fn close(&mut self, why: CloseReason) {
+        if self.closed.is_none() {
+            self.closed = Some(why);
+        }
+    }
+
+    /// A held GET must be answered now even if nothing waits: a probe asked the client to
+    /// stop polling (it gets `6`).
+    pub fn releases_polls(&self) -> bool {
+        self.probing
+    }
+
+    /// One packet from the client.
+    pub fn on_packet<'a>(&mut self, p: Packet<'a>, via: Via, now: Instant, times: &Times) -> Input<'a> {
+        if self.closed.is_some() {
+            return Input::Nothing;
+        }
+        if via == Via::Probe {
+            return match p {
+                Packet::Ping(b"probe") if self.transport == TransportKind::Polling && !self.probing => {
+                    self.probing = true;
+                    Input::ProbeAnswer
+                }
+                Packet::Upgrade if self.probing => {
+                    self.probing = false;
+                    self.transport = TransportKind::WebSocket;
+                    Input::Upgraded
+                }
+                Packet::Noop => Input::Nothing,
+                _ => {
+                    self.probing = false;
+                    Input::CloseProbe
+                }
+            };
+        }
+        match p {
+            Packet::Pong(_) => {
+                if self.pong_due.take().is_some() {
+                    self.next_ping = Some(now + times.ping_interval);
+                }
+                Input::Nothing
+            }
+            Packet::Message(m) => Input::Message(m),
+            Packet::Binary(b) => Input::Binary(b.into_owned()),
+            Packet::Close => {
+                self.close(CloseReason::ClientClose);
+                Input::Nothing
+            }
+            Packet::Noop => Input::Nothing,
+            // A v4 client never pings, opens or upgrades over its transport.
+            Packet::Ping(_) | Packet::Open(_) | Packet::Upgrade => {
+                self.close(CloseReason::TransportError);
+                Input::Nothing
+            }
+        }
+    }
+
+    /// When [`EioSession::handle_timeout`] must next run.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.closed.is_some() {
+            return None;
+        }
+        self.pong_due.or(self.next_ping)
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant, times: &Times) {
+        if self.closed.is_some() {
+            return;
+        }
+        if self.pong_due.is_some_and(|t| t <= now) {
+            self.close(CloseReason::PingTimeout);
+        } else if self.next_ping.is_some_and(|t| t <= now) {
+            self.next_ping = None;
+            // Timed from the moment the ping is queued, whether or not a transport is
+            // attached to carry it: a polling client must poll to see it.
+            self.pong_due = Some(now + times.ping_timeout);
+            self.send(Out::Text(Box::from(&b"2"[..])));
+        }
+    }
+
+    /// Queues a packet for the client.
+    pub fn send(&mut self, out: Out) {
+        if self.closed.is_none() {
+            self.queued_bytes += out.size();
+            self.queue.push_back(out);
+        }
+    }
+
+    /// Bytes waiting (what `--max-output` bounds).
+    pub fn queued_bytes(&self) -> usize {
+        self.queued_bytes
+    }
+
+    pub fn has_output(&self) -> bool {
+        !self.queue.is_empty()
+    }
+
+    /// Everything waiting, for the transport that carries it now.
+    pub fn take_queue(&mut self) -> VecDeque<Out> {
+        self.queued_bytes = 0;
+        std::mem::take(&mut self.queue)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn times() -> Times {
+        Times { ping_interval: Duration::from_millis(300), ping_timeout: Duration::from_millis(200) }
+    }
+
+    fn texts(s: &mut EioSession) -> Vec<String> {
+        s.take_queue()
+            .into_iter()
+            .map(|o| match o {
+                Out::Text(t) => String::from_utf8(t.into_vec()).unwrap(),
+                other => panic!("{other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn pings_on_schedule_and_times_out_without_a_pong() {
+        let t0 = Instant::now();
+        let (t, ms) = (times(), Duration::from_millis);
+        let mut s = EioSession::new(TransportKind::WebSocket, t0, &t);
+        assert_eq!(s.poll_timeout(), Some(t0 + ms(300)), "the first ping is pingInterval after the open");
+        s.handle_timeout(t0 + ms(299), &t);
+        assert!(!s.has_output());
+        s.handle_timeout(t0 + ms(300), &t);
+        assert_eq!(texts(&mut s), vec!["2"]);
+        assert_eq!(s.poll_timeout(), Some(t0 + ms(500)), "pingTimeout from the ping, no grace");
+        assert_eq!(s.on_packet(Packet::Pong(b""), Via::Transport, t0 + ms(350), &t), Input::Nothing);
+        assert_eq!(s.poll_timeout(), Some(t0 + ms(650)), "the next ping is pingInterval after the pong");
+        s.handle_timeout(t0 + ms(650), &t);
+        assert_eq!(texts(&mut s), vec!["2"]);
+        s.handle_timeout(t0 + ms(849), &t);
+        assert!(s.is_open());
+        s.handle_timeout(t0 + ms(850), &t);
+        assert_eq!(s.closed, Some(CloseReason::PingTimeout));
+        assert_eq!(s.poll_timeout(), None);
+        s.send(Out::Text(Box::from(&b"4x"[..])));
+        assert!(!s.has_output(), "a closed session queues nothing");
+    }
+
+    #[test]
+    fn upgrade_probe_then_5() {
+        let (t0, t) = (Instant::now(), times());
+        let mut s = EioSession::new(TransportKind::Polling, t0, &t);
+        assert_eq!(s.on_packet(Packet::Upgrade, Via::Probe, t0, &t), Input::CloseProbe, "5 before the probe");
+        assert_eq!(s.on_packet(Packet::Ping(b"probe"), Via::Probe, t0, &t), Input::ProbeAnswer);
+        assert!(s.releases_polls());
+        assert_eq!(s.on_packet(Packet::Ping(b"probe"), Via::Probe, t0, &t), Input::CloseProbe, "one probe at a time");
+        assert_eq!(s.transport, TransportKind::Polling);
+        assert_eq!(s.on_packet(Packet::Ping(b"probe"), Via::Probe, t0, &t), Input::ProbeAnswer);
+        // Packets keep arriving over polling while the probe waits for its 5.
+        assert_eq!(s.on_packet(Packet::Message(b"2[\"a\"]"), Via::Transport, t0, &t), Input::Message(b"2[\"a\"]"));
+        assert_eq!(s.on_packet(Packet::Upgrade, Via::Probe, t0, &t), Input::Upgraded);
+        assert_eq!(s.transport, TransportKind::WebSocket);
+        assert!(!s.releases_polls());
+        assert_eq!(s.on_packet(Packet::Ping(b"probe"), Via::Probe, t0, &t), Input::CloseProbe, "no second upgrade");
+    }
+
+    #[test]
+    fn client_close_and_protocol_errors() {
+        let (t0, t) = (Instant::now(), times());
+        let mut s = EioSession::new(TransportKind::Polling, t0, &t);
+        s.on_packet(Packet::Close, Via::Transport, t0, &t);
+        assert_eq!(s.closed, Some(CloseReason::ClientClose));
+        let mut s = EioSession::new(TransportKind::Polling, t0, &t);
+        s.on_packet(Packet::Ping(b""), Via::Transport, t0, &t);
+        assert_eq!(s.closed, Some(CloseReason::TransportError), "a v4 client does not ping");
+    }
+}
