@@ -18,6 +18,9 @@ pub fn routes() -> Router {
     r.post("/users/{name}", pubsub::user_publish);
     r.get("/subscribe", pubsub::multi_subscribe);
     r.get("/ws", pubsub::control_socket);
+    // Socket.IO: Engine.IO itself is at --sio-path (matched in App::handle, the path is
+    // configurable); the server-side emit API is here.
+    r.post("/socket.io-api/emit", super::sio_http::emit_api);
     // The classic examples and their pages.
     r.get("/chat", demos::chat_stream);
     r.post("/chat", demos::chat_post);
@@ -51,7 +54,9 @@ fn healthz(_: &mut Ctx<'_>, _: &Request, _: &Params) -> Reply {
 
 /// `GET /stats`: the counters as JSON.
 fn stats(ctx: &mut Ctx<'_>, _: &Request, _: &Params) -> Reply {
-    Response::json(200, &ctx.stats.to_json(ctx.now, ctx.hub)).header("Cache-Control", "no-store").into()
+    let mut v = ctx.stats.to_json(ctx.now, ctx.hub);
+    v["socketio"] = serde_json::json!({"sessions": ctx.sio.sessions.len(), "sockets": ctx.sio.socket_count()});
+    Response::json(200, &v).header("Cache-Control", "no-store").into()
 }
 
 /// `GET /echo`: a WebSocket that sends every text and binary message back unchanged.

@@ -124,3 +124,78 @@ pub fn client_js(ctx: &Ctx<'_>) -> Reply {
         None => Response::static_text(404, "no socket.io client bundle: start pushwire with --sio-client-js FILE\n").into(),
     }
 }
+
+/// `POST /socket.io-api/emit` `{"namespace","room" | "to" | "user","event","args":[…]}`:
+/// an event from the server, as `io.of(ns).to(room).emit(event, ...args)` would send it.
+/// Without `room`, `to` or `user`: the whole namespace. Needs the publish token when one is
+/// set. The arguments keep their JSON as sent (key order included), compacted.
+pub fn emit_api(ctx: &mut Ctx<'_>, req: &Request, _: &super::Params) -> Reply {
+    use serde_json::value::RawValue;
+    use std::collections::HashMap;
+    if let Some(denied) = pubsub::check_token(ctx, req) {
+        return denied;
+    }
+    let Ok(fields) = serde_json::from_slice::<HashMap<String, Box<RawValue>>>(&req.body) else {
+        return pubsub::json_error(ctx, 400, "body must be a JSON object {\"namespace\",\"room\"|\"to\"|\"user\",\"event\",\"args\":[...]}");
+    };
+    let string = |k: &str| -> Result<Option<String>, ()> {
+        match fields.get(k) {
+            None => Ok(None),
+            Some(raw) => match serde_json::from_str::<serde_json::Value>(raw.get()) {
+                Ok(serde_json::Value::String(s)) => Ok(Some(s)),
+                Ok(serde_json::Value::Null) => Ok(None),
+                _ => Err(()),
+            },
+        }
+    };
+    let (Ok(nsp), Ok(room), Ok(to), Ok(user), Ok(event)) = (string("namespace"), string("room"), string("to"), string("user"), string("event")) else {
+        return pubsub::json_error(ctx, 400, "namespace, room, to, user and event are strings");
+    };
+    let nsp = nsp.unwrap_or_else(|| "/".into());
+    let Some(event) = event.filter(|e| !e.is_empty()) else { return pubsub::json_error(ctx, 400, "event is required") };
+    if !nsp.starts_with('/') {
+        return pubsub::json_error(ctx, 400, "namespace starts with /");
+    }
+    let args = match fields.get("args") {
+        None => "[]".to_string(),
+        Some(raw) if raw.get().trim_start().starts_with('[') => crate::proto::socketio::compact_json(raw.get().trim()).into_owned(),
+        Some(_) => return pubsub::json_error(ctx, 400, "args is an array"),
+    };
+    // `[event, ...args]`
+    let name = serde_json::to_string(&event).unwrap_or_default();
+    let full = if args == "[]" { format!("[{name}]") } else { format!("[{name},{}", &args[1..]) };
+    let value: serde_json::Value = serde_json::from_str(&full).unwrap_or(serde_json::Value::Null);
+    if [room.is_some(), to.is_some(), user.is_some()].iter().filter(|x| **x).count() > 1 {
+        return pubsub::json_error(ctx, 400, "give at most one of room, to, user");
+    }
+    if let Some(to) = to {
+        return match ctx.sio.emit_to_socket(&to, &nsp, &full) {
+            true => pubsub::with_cors(ctx, Response::json(202, &serde_json::json!({"delivered": 1}))).into(),
+            false => pubsub::json_error(ctx, 404, "no such socket in that namespace"),
+        };
+    }
+    let key = match (&room, &user) {
+        (Some(r), _) => match crate::sio::names::room_channel(&nsp, r) {
+            Some(c) => crate::hub::TopicKey::channel(&c),
+            None => return pubsub::json_error(ctx, 400, "room or namespace name too long"),
+        },
+        (_, Some(u)) if crate::hub::valid_user_name(u) => crate::hub::TopicKey::user(u),
+        (_, Some(_)) => return pubsub::json_error(ctx, 400, "invalid user name"),
+        _ => match crate::sio::names::namespace_channel(&nsp) {
+            Some(c) => crate::hub::TopicKey::channel(&c),
+            None => return pubsub::json_error(ctx, 400, "namespace name too long"),
+        },
+    };
+    let subscribers = ctx.hub.subscriber_count(&key);
+    let plain: std::rc::Rc<[u8]> = crate::sio::wire::SioPayload::plain_data(&value).into();
+    let extra = crate::hub::Extra { sio: Some(Box::new(crate::sio::wire::SioPayload { args: full.into(), attachments: Vec::new() })), origin: None };
+    let event = (!event.contains(['\r', '\n'])).then_some(event.as_str());
+    match ctx.hub.publish_with(&key, event, plain, extra, ctx.now, ctx.wall_us) {
+        Ok(msg) => {
+            ctx.outbox.push(msg.clone());
+            let body = serde_json::json!({"id": msg.id.to_string(), "subscribers": subscribers});
+            pubsub::with_cors(ctx, Response::json(202, &body)).into()
+        }
+        Err(e) => pubsub::hub_error(ctx, e),
+    }
+}

@@ -359,6 +359,12 @@ impl Hub {
         self.history.len()
     }
 
+    /// The key as the hub holds it (its name shared with the topic's entry), for a sink to
+    /// keep with its subscription: one copy of the name however many follow the topic.
+    pub fn shared_key(&self, key: &TopicKey) -> TopicKey {
+        self.topics.get_key_value(key).map_or_else(|| key.clone(), |(k, _)| k.clone())
+    }
+
     /// The subscriber in `slot` of `key` (as [`Hub::subscribe`] returned it).
     pub fn subscriber(&self, key: &TopicKey, slot: usize) -> Option<&Subscriber> {
         self.topics.get(key)?.subscribers.get(slot)

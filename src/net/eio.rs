@@ -68,10 +68,31 @@ pub fn attach_ws(conn: &mut Conn, session: SinkRef, probe: bool, env: &mut Env<'
     let me = conn_ref(conn);
     match env.app.sio.get_mut(session) {
         Some(s) if probe && s.probe.is_none() && s.eio.transport == TransportKind::Polling => s.probe = Some(me),
-        Some(s) if !probe && s.ws.is_none() => s.ws = Some(me),
+        Some(s) if !probe && s.ws.is_none() => {
+            s.ws = Some(me);
+            // The open packet goes out with the 101, in the write that ends this turn.
+            drain_to_ws(conn, s);
+        }
         _ => return ws::queue_close(conn, close::NORMAL, "session closed or already upgraded"),
     }
     env.app.sio.touch(session.slot as usize);
+}
+
+/// Frames what waits in a WebSocket session's queue into its connection's output. Done
+/// while the connection is being driven when possible, so replies leave in the turn's own
+/// write: a burst of thousands of handshakes then never holds thousands of output chunks
+/// waiting on the pending list.
+fn drain_to_ws(conn: &mut Conn, s: &mut crate::sio::Session) {
+    if !s.eio.has_output() || !matches!(conn.life, Life::Open) {
+        return;
+    }
+    for out in s.eio.take_queue() {
+        match out {
+            Out::Text(t) => ws::queue_frame(&mut conn.out, OpCode::Text, t.into_vec()),
+            Out::Binary(b) => ws::queue_frame(&mut conn.out, OpCode::Binary, b.to_vec()),
+            Out::Msg(m) => conn.out.push_shared(m.encoded(Encoding::SioWs).clone()),
+        }
+    }
 }
 
 /// One message on a session's WebSocket (or probing WebSocket).
@@ -98,7 +119,12 @@ pub fn on_ws_message(conn: &mut Conn, op: OpCode, data: &[u8], session: SinkRef,
     let via = if probe { Via::Probe } else { Via::Transport };
     let mut senv = server::Env { hub: &mut app.hub, outbox: &mut app.outbox, config: &app.config, now: env.now, wall_us: env.wall_us };
     match app.sio.on_packet(slot, packet, via, &mut senv) {
-        ProbeAction::None => {}
+        ProbeAction::None => {
+            let me = conn_ref(conn);
+            if let Some(s) = app.sio.get_mut(session).filter(|s| s.ws == Some(me) && s.eio.is_open()) {
+                drain_to_ws(conn, s);
+            }
+        }
         ProbeAction::Answer => ws::queue_frame(&mut conn.out, OpCode::Text, b"3probe".to_vec()),
         ProbeAction::Upgraded => {
             let me = conn_ref(conn);
@@ -188,13 +214,7 @@ fn flush(l: &mut Loop<'_>, slot: usize) {
         TransportKind::WebSocket => match live_conn(l.conns, s.ws) {
             Some(conn) if matches!(conn.life, Life::Open) => {
                 if s.eio.has_output() {
-                    for out in s.eio.take_queue() {
-                        match out {
-                            Out::Text(t) => ws::queue_frame(&mut conn.out, OpCode::Text, t.into_vec()),
-                            Out::Binary(b) => ws::queue_frame(&mut conn.out, OpCode::Binary, b.to_vec()),
-                            Out::Msg(m) => conn.out.push_shared(m.encoded(Encoding::SioWs).clone()),
-                        }
-                    }
+                    drain_to_ws(conn, s);
                     wake(l.pending, conn);
                 }
             }

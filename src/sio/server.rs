@@ -5,7 +5,6 @@
 //! session's queue; the loop attaches transports and flushes what [`SioServer::touched`]
 //! lists.
 
-use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -25,7 +24,10 @@ use crate::proto::socketio::{self, compact_json, Kind};
 pub type Sid = [u8; 20];
 
 pub fn random_sid() -> Sid {
-    use base64::Engine as _;
+    encode_sid(random_bytes())
+}
+
+fn random_bytes() -> [u8; 15] {
     let mut raw = [0u8; 15];
     let mut filled = 0;
     while filled < raw.len() {
@@ -35,10 +37,30 @@ pub fn random_sid() -> Sid {
             filled += n as usize;
         }
     }
+    raw
+}
+
+fn encode_sid(raw: [u8; 15]) -> Sid {
+    use base64::Engine as _;
     let mut sid = [0u8; 20];
     let n = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode_slice(raw, &mut sid).unwrap_or(0);
     debug_assert_eq!(n, 20);
     sid
+}
+
+/// A session id names its slot (its first 4 bytes) besides 11 random bytes (88 bits, still
+/// unguessable): finding a session is the slot and one comparison, with no map to keep.
+fn session_sid(slot: usize) -> Sid {
+    let mut raw = random_bytes();
+    raw[..4].copy_from_slice(&(slot as u32).to_le_bytes());
+    encode_sid(raw)
+}
+
+fn sid_slot(sid: &[u8]) -> Option<usize> {
+    use base64::Engine as _;
+    let mut raw = [0u8; 15];
+    let n = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode_slice(sid, &mut raw).ok()?;
+    (n == 15).then(|| u32::from_le_bytes(raw[..4].try_into().expect("4 bytes")) as usize)
 }
 
 pub fn sid_str(sid: &Sid) -> &str {
@@ -71,17 +93,49 @@ impl std::str::FromStr for Relay {
 /// Rooms one socket may be in.
 const MAX_ROOMS: usize = 256;
 
+/// A namespace name; the main one, which nearly every socket is in, without an allocation.
+#[derive(Debug)]
+pub enum Nsp {
+    Main,
+    Other(Box<str>),
+}
+
+impl Nsp {
+    fn new(nsp: &str) -> Nsp {
+        if nsp == "/" {
+            Nsp::Main
+        } else {
+            Nsp::Other(nsp.into())
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            Nsp::Main => "/",
+            Nsp::Other(s) => s,
+        }
+    }
+}
+
 /// One namespace a session is connected to (a client-side `Socket`).
 #[derive(Debug)]
 pub struct NsSocket {
-    pub nsp: Box<str>,
+    pub nsp: Nsp,
     pub id: Sid,
     /// Its CONNECT auth carried the publish token (or none is configured).
     may_publish: bool,
     /// Its CONNECT auth named the session's user.
     is_user: bool,
-    /// `[0]` the namespace's channel, then the rooms joined: topic and hub slot.
-    subs: Vec<(TopicKey, usize)>,
+    /// The namespace's channel (its name shared with the hub's entry) and the hub slot.
+    ns_sub: (TopicKey, usize),
+    /// The rooms joined: topic and hub slot.
+    rooms: Vec<(TopicKey, usize)>,
+}
+
+impl NsSocket {
+    fn subs(self) -> impl Iterator<Item = (TopicKey, usize)> {
+        std::iter::once(self.ns_sub).chain(self.rooms)
+    }
 }
 
 /// A binary packet waiting for its attachments.
@@ -145,7 +199,7 @@ impl Session {
     }
 
     fn socket_index(&self, nsp: &str) -> Option<usize> {
-        self.sockets.iter().position(|s| &*s.nsp == nsp)
+        self.sockets.iter().position(|s| s.nsp.as_str() == nsp)
     }
 
     /// The polling answer: every waiting packet, joined by the record separator.
@@ -208,8 +262,8 @@ pub struct Env<'a> {
 #[derive(Default)]
 pub struct SioServer {
     pub sessions: Slab<Session>,
-    by_sid: HashMap<Sid, usize>,
-    by_socket: HashMap<Sid, usize>,
+    /// Sockets (namespace connections) open in all sessions.
+    sockets: usize,
     next_gen: u64,
     /// Sessions whose queue, deadline or state changed: the loop flushes each.
     pub touched: Vec<usize>,
@@ -222,7 +276,7 @@ pub fn times(cfg: &Config) -> Times {
 impl SioServer {
     /// A new session on `transport`, its open packet queued.
     pub fn open(&mut self, transport: TransportKind, cfg: &Config, now: Instant) -> usize {
-        let sid = random_sid();
+        let sid = session_sid(self.sessions.vacant_key());
         self.next_gen += 1;
         let mut eio = EioSession::new(transport, now, &times(cfg));
         let ms = |d: Duration| d.as_millis() as u64;
@@ -248,14 +302,17 @@ impl SioServer {
             user: None,
             touched: false,
         });
-        self.by_sid.insert(sid, slot);
+        debug_assert_eq!(sid_slot(&sid), Some(slot));
         self.touch(slot);
         slot
     }
 
     pub fn find(&self, sid: &str) -> Option<usize> {
-        let key: Sid = sid.as_bytes().try_into().ok()?;
-        self.by_sid.get(&key).copied()
+        let slot = sid_slot(sid.as_bytes())?;
+        let s = self.sessions.get(slot)?;
+        // Compared without an early exit: how long a wrong sid takes says nothing.
+        let same = sid.len() == 20 && s.sid.iter().zip(sid.bytes()).fold(0, |acc, (a, b)| acc | (a ^ b)) == 0;
+        same.then_some(slot)
     }
 
     /// The session a reference names, if it still exists.
@@ -285,8 +342,21 @@ impl SioServer {
         None
     }
 
+    /// Queues event `args` (the JSON array, name first) for the socket `socket_id` of
+    /// namespace `nsp`. False when there is no such socket.
+    pub fn emit_to_socket(&mut self, socket_id: &str, nsp: &str, args: &str) -> bool {
+        // A scan: the emit API is rare next to what a map per socket would cost every idle
+        // session.
+        let Ok(id) = <Sid>::try_from(socket_id.as_bytes()) else { return false };
+        let found = self.sessions.iter().find(|(_, s)| s.eio.is_open() && s.sockets.iter().any(|k| k.id == id && k.nsp.as_str() == nsp));
+        let Some((slot, _)) = found else { return false };
+        self.sessions[slot].send(Kind::Event, nsp, None, args);
+        self.touch(slot);
+        true
+    }
+
     pub fn socket_count(&self) -> usize {
-        self.by_socket.len()
+        self.sockets
     }
 
     pub fn close(&mut self, slot: usize, why: CloseReason) {
@@ -300,10 +370,9 @@ impl SioServer {
     /// then deals with the transports it had.
     pub fn remove(&mut self, slot: usize, hub: &mut Hub) -> Session {
         let mut s = self.sessions.remove(slot);
-        self.by_sid.remove(&s.sid);
+        self.sockets -= s.sockets.len();
         for sock in s.sockets.drain(..) {
-            self.by_socket.remove(&sock.id);
-            for (key, sub) in sock.subs {
+            for (key, sub) in sock.subs() {
                 hub.unsubscribe(&key, sub);
             }
         }
@@ -430,6 +499,8 @@ impl SioServer {
             Ok(x) => x,
             Err(e) => return refuse(s, &e.to_string()),
         };
+        // Every socket of the namespace shares the hub's copy of the name.
+        let key = env.hub.shared_key(&key);
         if let (Some(u), None) = (user, &s.user) {
             let ukey = TopicKey::user(u);
             if let Ok(us) = env.hub.subscribe(&ukey, sub) {
@@ -437,20 +508,26 @@ impl SioServer {
             }
         }
         let id = random_sid();
-        s.sockets.push(NsSocket { nsp: nsp.into(), id, may_publish, is_user: user.is_some(), subs: vec![(key, slot_in_hub)] });
+        // Most sessions use one namespace: room for exactly one (a push would make four).
+        s.sockets.reserve_exact(1);
+        s.sockets.push(NsSocket { nsp: Nsp::new(nsp), id, may_publish, is_user: user.is_some(), ns_sub: (key, slot_in_hub), rooms: Vec::new() });
         s.connect_deadline = None;
         s.send(Kind::Connect, nsp, None, &json!({ "sid": sid_str(&id) }).to_string());
-        self.by_socket.insert(id, slot);
+        self.sockets += 1;
     }
 
     fn disconnect(&mut self, slot: usize, i: usize, hub: &mut Hub) {
         let s = &mut self.sessions[slot];
         let sock = s.sockets.remove(i);
-        self.by_socket.remove(&sock.id);
-        for (key, sub) in sock.subs {
+        self.sockets -= 1;
+        let is_user = sock.is_user;
+        for (key, sub) in sock.subs() {
             hub.unsubscribe(&key, sub);
         }
-        if sock.is_user && !s.sockets.iter().any(|o| o.is_user) {
+        if s.sockets.is_empty() {
+            s.sockets = Vec::new();
+        }
+        if is_user && !s.sockets.iter().any(|o| o.is_user) {
             if let Some((key, sub)) = s.user.take() {
                 hub.unsubscribe(&key, sub);
             }
@@ -465,7 +542,7 @@ impl SioServer {
             None => return,
         };
         let s = &mut self.sessions[slot];
-        let nsp = s.sockets[i].nsp.clone();
+        let nsp = s.sockets[i].nsp.as_str().to_string();
         let token_needed = "needs the publish token in the CONNECT auth ({\"token\": ...})";
         if name == "join" || name == "leave" {
             let Some(room) = value.get(1).and_then(Value::as_str) else {
@@ -480,19 +557,19 @@ impl SioServer {
             let key = TopicKey::channel(&channel);
             let sink = s.sink(slot);
             let sock = &mut s.sockets[i];
-            let at = sock.subs.iter().skip(1).position(|(k, _)| *k == key).map(|p| p + 1);
+            let at = sock.rooms.iter().position(|(k, _)| *k == key);
             if name == "join" && at.is_none() {
-                if sock.subs.len() > MAX_ROOMS {
+                if sock.rooms.len() >= MAX_ROOMS {
                     return s.ack(&nsp, id, &json!([{ "error": format!("at most {MAX_ROOMS} rooms per socket") }]));
                 }
                 let sub = crate::hub::Subscriber { sink, encoding: Encoding::SioWs, after: env.hub.last_id() };
                 match env.hub.subscribe(&key, sub) {
-                    Ok(h) => sock.subs.push((key.clone(), h)),
+                    Ok(h) => sock.rooms.push((env.hub.shared_key(&key), h)),
                     Err(e) => return s.ack(&nsp, id, &json!([{ "error": e.to_string() }])),
                 }
             } else if name == "leave" {
                 if let Some(at) = at {
-                    let (k, h) = sock.subs.remove(at);
+                    let (k, h) = sock.rooms.remove(at);
                     env.hub.unsubscribe(&k, h);
                 }
             }
@@ -509,7 +586,7 @@ impl SioServer {
         let sock = &s.sockets[i];
         // The rooms it joined, or its whole namespace if none.
         let targets: Vec<TopicKey> =
-            if sock.subs.len() > 1 { sock.subs[1..].iter().map(|(k, _)| k.clone()).collect() } else { vec![sock.subs[0].0.clone()] };
+            if sock.rooms.is_empty() { vec![sock.ns_sub.0.clone()] } else { sock.rooms.iter().map(|(k, _)| k.clone()).collect() };
         let origin = (relay == Relay::Others).then(|| s.sink(slot));
         let payload = SioPayload { args: compact_json(args).into(), attachments };
         let plain: Rc<[u8]> = SioPayload::plain_data(value).into();
@@ -541,7 +618,7 @@ impl SioServer {
             // built per recipient (point-to-point, so nothing to share).
             for m in msgs.iter().filter(|m| m.origin != Some(sink)) {
                 for sock in s.sockets.iter().filter(|k| k.is_user) {
-                    let (packet, attachments) = wire::event_packet(m, &sock.nsp);
+                    let (packet, attachments) = wire::event_packet(m, sock.nsp.as_str());
                     s.eio.send(Out::Text(packet.into_boxed_slice()));
                     for a in attachments {
                         s.eio.send(Out::Binary(a.clone()));
@@ -572,3 +649,7 @@ pub fn namespace_allowed(nsp: &str, patterns: &[String]) -> bool {
         })
 }
 
+
+#[cfg(test)]
+#[path = "server_tests.rs"]
+mod tests;

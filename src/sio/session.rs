@@ -15,7 +15,6 @@
 //! after each pong; no pong `3` within `pingTimeout` of the ping being queued closes the
 //! session.
 
-use std::collections::VecDeque;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -107,11 +106,15 @@ pub struct EioSession {
     pub transport: TransportKind,
     /// A WebSocket answered `2probe` and the upgrade waits for its `5`.
     pub probing: bool,
-    queue: VecDeque<Out>,
-    queued_bytes: usize,
-    next_ping: Option<Instant>,
-    pong_due: Option<Instant>,
+    /// A ping is out and `heartbeat` is when its pong is due; else `heartbeat` is when the
+    /// next ping goes.
+    awaiting_pong: bool,
+    heartbeat: Instant,
     pub closed: Option<CloseReason>,
+    queued_bytes: usize,
+    /// Packets waiting for a transport (a `Vec`: packets only join at the back and leave
+    /// all at once; empty, it holds no memory).
+    queue: Vec<Out>,
 }
 
 impl EioSession {
@@ -119,11 +122,11 @@ impl EioSession {
         EioSession {
             transport,
             probing: false,
-            queue: VecDeque::new(),
-            queued_bytes: 0,
-            next_ping: Some(now + times.ping_interval),
-            pong_due: None,
+            awaiting_pong: false,
+            heartbeat: now + times.ping_interval,
             closed: None,
+            queued_bytes: 0,
+            queue: Vec::new(),
         }
     }
 
@@ -168,8 +171,9 @@ impl EioSession {
         }
         match p {
             Packet::Pong(_) => {
-                if self.pong_due.take().is_some() {
-                    self.next_ping = Some(now + times.ping_interval);
+                if self.awaiting_pong {
+                    self.awaiting_pong = false;
+                    self.heartbeat = now + times.ping_interval;
                 }
                 Input::Nothing
             }
@@ -193,20 +197,23 @@ impl EioSession {
         if self.closed.is_some() {
             return None;
         }
-        self.pong_due.or(self.next_ping)
+        Some(self.heartbeat)
     }
 
     pub fn handle_timeout(&mut self, now: Instant, times: &Times) {
         if self.closed.is_some() {
             return;
         }
-        if self.pong_due.is_some_and(|t| t <= now) {
+        if self.heartbeat > now {
+            return;
+        }
+        if self.awaiting_pong {
             self.close(CloseReason::PingTimeout);
-        } else if self.next_ping.is_some_and(|t| t <= now) {
-            self.next_ping = None;
+        } else {
             // Timed from the moment the ping is queued, whether or not a transport is
             // attached to carry it: a polling client must poll to see it.
-            self.pong_due = Some(now + times.ping_timeout);
+            self.awaiting_pong = true;
+            self.heartbeat = now + times.ping_timeout;
             self.send(Out::Text(Box::from(&b"2"[..])));
         }
     }
@@ -215,7 +222,7 @@ impl EioSession {
     pub fn send(&mut self, out: Out) {
         if self.closed.is_none() {
             self.queued_bytes += out.size();
-            self.queue.push_back(out);
+            self.queue.push(out);
         }
     }
 
@@ -229,7 +236,7 @@ impl EioSession {
     }
 
     /// Everything waiting, for the transport that carries it now.
-    pub fn take_queue(&mut self) -> VecDeque<Out> {
+    pub fn take_queue(&mut self) -> Vec<Out> {
         self.queued_bytes = 0;
         std::mem::take(&mut self.queue)
     }
