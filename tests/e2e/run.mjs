@@ -4,57 +4,13 @@
 // Every step waits for a condition (never a fixed sleep as the assertion) and the whole run
 // is bounded. Screenshots go to target/e2e-screenshots/ (printed at the end).
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
+import { ROOT, WAIT, freePort, startServer, stopServer, step, steps, run } from './lib.mjs';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const BIN = process.argv[2] || process.env.PUSHWIRE_BIN || path.join(ROOT, 'target/debug/pushwire');
 const SHOTS = path.join(ROOT, 'target/e2e-screenshots');
-const WAIT = 15_000;               // longest any single condition may take
 const RUN_LIMIT = 180_000;         // the whole run
-
-const freePort = () => new Promise((resolve, reject) => {
-  const s = net.createServer();
-  s.once('error', reject);
-  s.listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => resolve(port)); });
-});
-
-// Starts the server on `port`; resolves once it logs its URL.
-function startServer(port, extra = []) {
-  // A 2 s SSE retry: a page that lost the server waits long enough for the test to publish
-  // "while it was away", and short enough to keep the run quick.
-  const child = spawn(BIN, ['--listen', `127.0.0.1:${port}`, '--sse-retry', '2000', '--stats-interval', '0', ...extra],
-                      { env: { ...process.env, RUST_LOG: 'info' }, stdio: ['ignore', 'ignore', 'pipe'] });
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('server did not start')), WAIT);
-    let log = '';
-    child.stderr.on('data', (d) => {
-      log += d;
-      if (log.includes('listening on http://')) { clearTimeout(timer); resolve(child); }
-    });
-    child.once('exit', (code) => { clearTimeout(timer); reject(new Error(`server exited (${code}): ${log}`)); });
-  });
-}
-
-function stopServer(child) {
-  return new Promise((resolve) => {
-    if (child.exitCode !== null) return resolve(child.exitCode);
-    child.once('exit', (code) => resolve(code));
-    child.kill('SIGTERM');
-  });
-}
-
-const steps = [];
-async function step(name, fn) {
-  const t0 = Date.now();
-  await fn();
-  steps.push(`ok   ${name} (${Date.now() - t0} ms)`);
-  console.log(`ok   ${name}`);
-}
 
 async function main() {
   mkdirSync(SHOTS, { recursive: true });
@@ -225,6 +181,4 @@ async function main() {
   console.log(`\n${steps.length} end-to-end checks passed; screenshots in ${SHOTS}`);
 }
 
-const limit = setTimeout(() => { console.error('e2e: run took longer than its limit'); process.exit(1); }, RUN_LIMIT);
-main().then(() => { clearTimeout(limit); process.exit(0); },
-            (e) => { console.error('FAIL', e); process.exit(1); });
+run(main, RUN_LIMIT);
