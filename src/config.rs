@@ -118,6 +118,10 @@ pub struct Config {
     pub sio_relay: crate::sio::server::Relay,
     /// The official browser bundle, served at `{sio_path}socket.io.js` (`serveClient`).
     pub sio_client_js: Option<PathBuf>,
+    /// `--preset sio-conformance`: the test application protocol test suites expect
+    /// (PROTOCOL.md): `/engine.io/` echoes, `/` answers `message` and `message-with-ack`,
+    /// every CONNECT is followed by an `auth` event.
+    pub sio_conformance: bool,
 }
 
 impl Default for Config {
@@ -161,6 +165,7 @@ impl Default for Config {
             sio_namespaces: Vec::new(),
             sio_relay: crate::sio::server::Relay::Others,
             sio_client_js: None,
+            sio_conformance: false,
         }
     }
 }

@@ -158,3 +158,33 @@ pub fn sse_roundtrip(data: &[u8]) {
     assert_eq!(events[0].event, "e");
     assert_eq!(events[0].id.as_deref(), Some("1"));
 }
+
+/// An Engine.IO polling payload: decoding never panics, and what decodes re-encodes to a
+/// payload that decodes to the same packets.
+pub fn engineio_payload(data: &[u8]) {
+    use crate::proto::engineio::{decode_payload, encode_poll_packet, SEPARATOR};
+    let Ok(packets) = decode_payload(data) else { return };
+    assert!(!packets.is_empty());
+    let mut again = Vec::new();
+    for (i, p) in packets.iter().enumerate() {
+        if i > 0 {
+            again.push(SEPARATOR);
+        }
+        encode_poll_packet(&mut again, p);
+    }
+    assert_eq!(decode_payload(&again).expect("a re-encoded payload decodes"), packets);
+}
+
+/// A Socket.IO packet: decoding never panics, and a packet that decodes, encoded again with
+/// its data compacted, decodes to the same packet.
+pub fn socketio_packet(data: &[u8]) {
+    use crate::proto::socketio::{compact_json, decode, encode};
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(p) = decode(text) else { return };
+    let mut again = Vec::new();
+    let compact = p.data.map(|d| compact_json(d).into_owned()).unwrap_or_default();
+    encode(&mut again, p.kind, p.attachments, p.nsp, p.id, &compact);
+    let again = String::from_utf8(again).expect("UTF-8 in, UTF-8 out");
+    let q = decode(&again).unwrap_or_else(|e| panic!("{again:?} does not decode: {e}"));
+    assert_eq!((q.kind, q.attachments, q.nsp, q.id, &q.value), (p.kind, p.attachments, p.nsp, p.id, &p.value), "{again:?}");
+}

@@ -57,6 +57,8 @@ Options:
   --sio-connect-timeout SECS close a session with no namespace CONNECT after [default: 45]
   --sio-client-js FILE       serve this file as PATH/socket.io.js (the official client:
                              node_modules/socket.io-client/dist/socket.io.min.js)
+  --preset sio-conformance   the test application Socket.IO / Engine.IO protocol test
+                             suites expect (see PROTOCOL.md); options after it override it
   --drain-timeout SECS       graceful shutdown drain time [default: 5]
   --stats-interval SECS      log the counters this often, 0 = never [default: 60]
   -h, --help                 print this help
@@ -181,6 +183,16 @@ fn parse_args() -> Result<Option<(Config, bool)>, lexopt::Error> {
             Long("sio-ping-timeout") => c.sio_ping_timeout = secs(&mut parser, "sio-ping-timeout")?,
             Long("sio-max-payload") => c.sio_max_payload = parser.value()?.parse()?,
             Long("sio-connect-timeout") => c.sio_connect_timeout = secs(&mut parser, "sio-connect-timeout")?,
+            Long("preset") => match parser.value()?.string()?.as_str() {
+                "sio-conformance" => {
+                    c.sio_conformance = true;
+                    c.sio_namespaces = vec!["/".into(), "/custom".into()];
+                    c.sio_ping_interval = Duration::from_millis(300);
+                    c.sio_ping_timeout = Duration::from_millis(200);
+                    c.sio_max_payload = 1_000_000;
+                }
+                other => return Err(format!("--preset {other:?}: the one preset is sio-conformance").into()),
+            },
             Long("sio-client-js") => c.sio_client_js = Some(PathBuf::from(parser.value()?)),
             Long("stats-interval") => c.stats_interval = secs(&mut parser, "stats-interval")?,
             Short('h') | Long("help") => {

@@ -36,3 +36,13 @@ fn ws_assembler_corpus() {
 fn sse_roundtrip_corpus() {
     replay("sse_roundtrip", pushwire::fuzzing::sse_roundtrip);
 }
+
+#[test]
+fn engineio_payload_corpus() {
+    replay("engineio_payload", pushwire::fuzzing::engineio_payload);
+}
+
+#[test]
+fn socketio_packet_corpus() {
+    replay("socketio_packet", pushwire::fuzzing::socketio_packet);
+}

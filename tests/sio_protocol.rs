@@ -308,3 +308,41 @@ fn an_idle_session_costs_at_most_a_kibibyte() {
     assert!(per <= 1024, "an idle session costs {per} bytes");
     drop((warm, more));
 }
+
+#[test]
+fn the_conformance_preset_is_the_test_suites_application() {
+    let server = Server::start(&["--preset", "sio-conformance"]);
+    // Engine.IO alone at /engine.io/: every message comes back, text and binary.
+    let mut eio = ws_open(&server, "/engine.io/?EIO=4&transport=websocket", "");
+    let open: Value = serde_json::from_str(ws_text(&mut eio).strip_prefix('0').unwrap()).unwrap();
+    assert_eq!((open["pingInterval"].as_u64(), open["pingTimeout"].as_u64(), open["maxPayload"].as_u64()), (Some(300), Some(200), Some(1_000_000)));
+    ws_send_text(&mut eio, "4hello");
+    assert_eq!(ws_text(&mut eio), "4hello");
+    eio.send(&support::ws::frame(true, 0x2, &[1, 2, 3]));
+    assert_eq!(read_frame(&mut eio), (true, 0x2, vec![1, 2, 3]));
+    let r = server.get("/engine.io/?EIO=4&transport=polling");
+    assert!(r.text().starts_with(r#"0{"sid":""#));
+    // Socket.IO at /socket.io/: an auth event after each CONNECT, message-back, acks.
+    let mut ws = ws_open(&server, &format!("{EIO}&transport=websocket"), "");
+    ws_text(&mut ws);
+    ws_send_text(&mut ws, "40");
+    assert!(ws_text(&mut ws).starts_with(r#"40{"sid":""#));
+    assert_eq!(ws_text(&mut ws), r#"42["auth",{}]"#);
+    ws_send_text(&mut ws, r#"40/custom,{"token":"123"}"#);
+    assert!(ws_text(&mut ws).starts_with(r#"40/custom,{"sid":""#));
+    assert_eq!(ws_text(&mut ws), r#"42/custom,["auth",{"token":"123"}]"#);
+    ws_send_text(&mut ws, "40/random,");
+    assert_eq!(ws_text(&mut ws), r#"44/random,{"message":"Invalid namespace"}"#);
+    ws_send_text(&mut ws, r#"42["message",1,"2",{"3":[true]}]"#);
+    assert_eq!(ws_text(&mut ws), r#"42["message-back",1,"2",{"3":[true]}]"#);
+    ws_send_text(&mut ws, r#"4256["message-with-ack",1,"2",{"3":[false]}]"#);
+    assert_eq!(ws_text(&mut ws), r#"4356[1,"2",{"3":[false]}]"#);
+    ws_send_text(&mut ws, r#"451-["message",{"_placeholder":true,"num":0}]"#);
+    ws.send(&support::ws::frame(true, 0x2, &[7, 8]));
+    assert_eq!(ws_text(&mut ws), r#"451-["message-back",{"_placeholder":true,"num":0}]"#);
+    assert_eq!(read_frame(&mut ws), (true, 0x2, vec![7, 8]));
+    ws_send_text(&mut ws, r#"451-19["message-with-ack",{"_placeholder":true,"num":0}]"#);
+    ws.send(&support::ws::frame(true, 0x2, &[9]));
+    assert_eq!(ws_text(&mut ws), r#"461-19[{"_placeholder":true,"num":0}]"#);
+    assert_eq!(read_frame(&mut ws), (true, 0x2, vec![9]));
+}

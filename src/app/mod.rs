@@ -211,7 +211,10 @@ impl App {
         // Engine.IO's path is configurable, so it is matched here rather than registered.
         let sio_path = self.config.sio_path.trim_end_matches('/');
         if path.trim_end_matches('/') == sio_path {
-            return sio_http::handle(&mut self.ctx(now, wall_us), req);
+            return sio_http::handle(&mut self.ctx(now, wall_us), req, false);
+        }
+        if self.config.sio_conformance && path.trim_end_matches('/') == "/engine.io" {
+            return sio_http::handle(&mut self.ctx(now, wall_us), req, true);
         }
         if path.strip_prefix(sio_path) == Some("/socket.io.js") && matches!(head.method, Method::Get | Method::Head) {
             return sio_http::client_js(&self.ctx(now, wall_us));

@@ -19,7 +19,8 @@ pub fn poll_answer(payload: Vec<u8>) -> Response {
     Response::new(200, "text/plain; charset=UTF-8", Body::Owned(payload))
 }
 
-pub fn handle(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
+/// `engine_echo`: the request came to the conformance preset's bare Engine.IO path.
+pub fn handle(ctx: &mut Ctx<'_>, req: &Request, engine_echo: bool) -> Reply {
     let (mut eio, mut transport, mut sid) = (None, None, None);
     for (k, v) in form_urlencoded::parse(req.head.query().unwrap_or("").as_bytes()) {
         match &*k {
@@ -50,14 +51,14 @@ pub fn handle(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
         if transport == TransportKind::WebSocket {
             return match handshake::accept(&req.head, &[], &cfg.allowed_origins) {
                 Ok(accepted) => {
-                    let slot = ctx.sio.open(TransportKind::WebSocket, cfg, now);
+                    let slot = ctx.sio.open(TransportKind::WebSocket, cfg, now, engine_echo);
                     let session = ctx.sio.sessions[slot].sink(slot);
                     Reply::WebSocket { response: accepted.response(), session: WsSession::Eio { session, probe: false } }
                 }
                 Err(e) => e.response().into(),
             };
         }
-        let slot = ctx.sio.open(TransportKind::Polling, cfg, now);
+        let slot = ctx.sio.open(TransportKind::Polling, cfg, now, engine_echo);
         let payload = ctx.sio.sessions[slot].take_poll_payload();
         return pubsub::with_cors(ctx, poll_answer(payload)).into();
     };

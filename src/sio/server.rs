@@ -170,6 +170,9 @@ pub struct Session {
     /// The user its sockets' auth named, and the hub slot of that subscription.
     user: Option<(TopicKey, usize)>,
     touched: bool,
+    /// An Engine.IO session of the conformance preset's `/engine.io/`: every message is
+    /// sent back, no Socket.IO.
+    engine_echo: bool,
 }
 
 impl Session {
@@ -275,7 +278,9 @@ pub fn times(cfg: &Config) -> Times {
 
 impl SioServer {
     /// A new session on `transport`, its open packet queued.
-    pub fn open(&mut self, transport: TransportKind, cfg: &Config, now: Instant) -> usize {
+    /// A new session on `transport`, its open packet queued. `engine_echo`: a bare Engine.IO
+    /// session that echoes messages (the conformance preset's `/engine.io/`).
+    pub fn open(&mut self, transport: TransportKind, cfg: &Config, now: Instant, engine_echo: bool) -> usize {
         let sid = session_sid(self.sessions.vacant_key());
         self.next_gen += 1;
         let mut eio = EioSession::new(transport, now, &times(cfg));
@@ -298,9 +303,10 @@ impl SioServer {
             timer_at: None,
             sockets: Vec::new(),
             binary: None,
-            connect_deadline: Some(now + cfg.sio_connect_timeout),
+            connect_deadline: (!engine_echo).then(|| now + cfg.sio_connect_timeout),
             user: None,
             touched: false,
+            engine_echo,
         });
         debug_assert_eq!(sid_slot(&sid), Some(slot));
         self.touch(slot);
@@ -387,7 +393,24 @@ impl SioServer {
     pub fn on_packet(&mut self, slot: usize, p: Packet<'_>, via: Via, env: &mut Env<'_>) -> ProbeAction {
         let Some(s) = self.sessions.get_mut(slot) else { return ProbeAction::Close };
         let input = s.eio.on_packet(p, via, env.now, &times(env.config));
+        let echo = s.engine_echo;
         self.touch(slot);
+        let s = &mut self.sessions[slot];
+        if echo {
+            match input {
+                Input::Message(m) => {
+                    let mut back = vec![b'4'];
+                    back.extend_from_slice(m);
+                    s.eio.send(Out::Text(back.into_boxed_slice()));
+                    return ProbeAction::None;
+                }
+                Input::Binary(b) => {
+                    s.eio.send(Out::Binary(b.into()));
+                    return ProbeAction::None;
+                }
+                _ => {}
+            }
+        }
         match input {
             Input::Nothing => ProbeAction::None,
             Input::Message(m) => {
@@ -430,7 +453,13 @@ impl SioServer {
             Err(e) => return self.fail(slot, &e.to_string()),
         };
         if p.kind == Kind::Connect {
-            return self.connect(slot, p.nsp, p.value.as_ref(), env);
+            self.connect(slot, p.nsp, p.value.as_ref(), env);
+            if env.config.sio_conformance && self.sessions[slot].socket_index(p.nsp).is_some() {
+                // The test suite's server: an `auth` event with the CONNECT payload.
+                let auth = p.data.map_or_else(|| "{}".to_string(), |d| compact_json(d).into_owned());
+                self.sessions[slot].send(Kind::Event, p.nsp, None, &format!(r#"["auth",{auth}]"#));
+            }
+            return;
         }
         let Some(i) = s.socket_index(p.nsp) else {
             // socket.io closes a client that talks in a namespace it has not joined.
@@ -543,6 +572,9 @@ impl SioServer {
         };
         let s = &mut self.sessions[slot];
         let nsp = s.sockets[i].nsp.as_str().to_string();
+        if env.config.sio_conformance && nsp == "/" && (name == "message" || name == "message-with-ack") {
+            return conformance_reply(s, &name, id, &compact_json(args), attachments);
+        }
         let token_needed = "needs the publish token in the CONNECT auth ({\"token\": ...})";
         if name == "join" || name == "leave" {
             let Some(room) = value.get(1).and_then(Value::as_str) else {
@@ -637,6 +669,29 @@ impl SioServer {
         }
         self.touch(slot);
         Route::Queued
+    }
+}
+
+/// The conformance preset's `/` namespace: `message` answered with `message-back` and the
+/// same arguments, `message-with-ack` acked with them (attachments included).
+fn conformance_reply(s: &mut Session, name: &str, id: Option<u64>, args: &str, attachments: Vec<Rc<[u8]>>) {
+    // `args` is the compact array, the event's name (a plain string) first.
+    let rest = &args[name.len() + 3..]; // after `["name"`: `,a,b]` or `]`
+    let (kind, id, data) = if name == "message" {
+        let k = if attachments.is_empty() { Kind::Event } else { Kind::BinaryEvent };
+        (k, None, format!(r#"["message-back"{rest}"#))
+    } else {
+        if id.is_none() {
+            return;
+        }
+        let k = if attachments.is_empty() { Kind::Ack } else { Kind::BinaryAck };
+        (k, id, format!("[{}", rest.strip_prefix(',').unwrap_or(rest)))
+    };
+    let mut out = vec![b'4'];
+    socketio::encode(&mut out, kind, attachments.len(), "/", id, &data);
+    s.eio.send(Out::Text(out.into_boxed_slice()));
+    for a in attachments {
+        s.eio.send(Out::Binary(a));
     }
 }
 

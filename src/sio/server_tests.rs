@@ -21,7 +21,7 @@ impl World {
 
     /// A WebSocket session with its open packet taken.
     fn session(&mut self) -> usize {
-        let slot = self.sio.open(TransportKind::WebSocket, &self.cfg, self.now);
+        let slot = self.sio.open(TransportKind::WebSocket, &self.cfg, self.now, false);
         let open = self.out(slot);
         assert!(open[0].starts_with(r#"0{"sid":""#) && open[0].contains(r#""upgrades":[]"#), "{open:?}");
         slot

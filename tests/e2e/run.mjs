@@ -34,7 +34,7 @@ async function main() {
   try {
     await step('index page links every demo', async () => {
       const page = await open('/');
-      for (const href of ['/chat.html', '/p2p.html', '/echo.html', '/ticker.html']) {
+      for (const href of ['/chat.html', '/p2p.html', '/echo.html', '/ticker.html', '/sio-chat.html']) {
         assert.equal(await page.locator(`a[href="${href}"]`).count(), 1, href);
       }
       await page.screenshot({ path: path.join(SHOTS, 'index.png'), fullPage: true });
@@ -157,6 +157,57 @@ async function main() {
       await page.locator('#state', { hasText: 'CLOSED' }).waitFor();
       await page.locator('#code', { hasText: '1000' }).waitFor();
       await page.context().close();
+    });
+
+    await step('socket.io chat: two pages meet in a room over the official client, polling upgraded to WebSocket', async () => {
+      const sport = await freePort();
+      const js = path.join(ROOT, 'tests/e2e/node_modules/socket.io-client/dist/socket.io.min.js');
+      const sserver = await startServer(sport, ['--sio-client-js', js]);
+      try {
+        const openAt = async (url) => {
+          const ctx = await browser.newContext({ viewport: { width: 900, height: 700 } });
+          const page = await ctx.newPage();
+          page.setDefaultTimeout(WAIT);
+          page.on('pageerror', (e) => { throw new Error(`page error on ${url}: ${e.message}`); });
+          await page.goto(`http://127.0.0.1:${sport}${url}`);
+          return page;
+        };
+        const a = await openAt('/sio-chat.html');
+        const b = await openAt('/sio-chat.html');
+        for (const [page, name] of [[a, 'ann'], [b, 'ben']]) {
+          await page.fill('#nick', name); await page.locator('#nick').dispatchEvent('change');
+          await page.locator('#state', { hasText: 'connected' }).waitFor();
+          await page.locator('#transport', { hasText: 'websocket' }).waitFor();
+        }
+        await a.click('#join');
+        await a.locator('#current', { hasText: 'lobby' }).waitFor();
+        await b.click('#join');
+        await b.locator('#people', { hasText: 'ann, ben' }).waitFor();
+        await a.locator('#people', { hasText: 'ann, ben' }).waitFor();
+        await a.fill('#text', 'hello <b>ben</b>');
+        await a.click('#send');
+        await b.locator('#messages li', { hasText: 'hello <b>ben</b>' }).waitFor();
+        assert.equal(await b.locator('#messages b').count(), 0, 'text, not markup');
+        await b.fill('#text', 'hi ann');
+        await b.press('#text', 'Enter');
+        await a.locator('#messages li', { hasText: 'hi ann' }).waitFor();
+        // Another room does not hear the lobby.
+        await b.fill('#room', 'elsewhere');
+        await b.click('#join');
+        await b.locator('#current', { hasText: 'elsewhere' }).waitFor();
+        await a.locator('#people', { hasText: /^ann$/ }).waitFor();
+        await a.fill('#text', 'anyone?');
+        await a.click('#send');
+        await a.locator('#messages li.self', { hasText: 'anyone?' }).waitFor();
+        await b.fill('#text', 'from elsewhere');
+        await b.click('#send');
+        await b.locator('#messages li.self', { hasText: 'from elsewhere' }).waitFor();
+        assert.equal(await b.locator('#messages li', { hasText: 'anyone?' }).count(), 0, 'the lobby stays in the lobby');
+        await a.screenshot({ path: path.join(SHOTS, 'sio-chat.png'), fullPage: true });
+        await a.context().close(); await b.context().close();
+      } finally {
+        assert.equal(await stopServer(sserver), 0);
+      }
     });
 
     await step('ticker: connect time and a ticking clock; the timer stops when the page goes', async () => {
