@@ -122,6 +122,9 @@ pub struct Config {
     /// (PROTOCOL.md): `/engine.io/` echoes, `/` answers `message` and `message-with-ack`,
     /// every CONNECT is followed by an `auth` event.
     pub sio_conformance: bool,
+    /// `--sio-recovery`: connection-state recovery (socket.io 4.6) for this long after a
+    /// socket's connection dropped. Off by default: CONNECT replies then hold only `sid`.
+    pub sio_recovery: Option<Duration>,
 }
 
 impl Default for Config {
@@ -166,6 +169,7 @@ impl Default for Config {
             sio_relay: crate::sio::server::Relay::Others,
             sio_client_js: None,
             sio_conformance: false,
+            sio_recovery: None,
         }
     }
 }

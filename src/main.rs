@@ -55,6 +55,10 @@ Options:
   --sio-ping-timeout SECS    close a session whose pong is this late [default: 20]
   --sio-max-payload N        largest Engine.IO payload, bytes [default: 1000000]
   --sio-connect-timeout SECS close a session with no namespace CONNECT after [default: 45]
+  --sio-recovery             connection-state recovery: a client that lost its connection
+                             gets its socket back, rooms and missed events included
+  --sio-recovery-window SECS ...for this long after the drop (implies --sio-recovery)
+                             [default: 120]
   --sio-client-js FILE       serve this file as PATH/socket.io.js (the official client:
                              node_modules/socket.io-client/dist/socket.io.min.js)
   --preset sio-conformance   the test application Socket.IO / Engine.IO protocol test
@@ -193,6 +197,8 @@ fn parse_args() -> Result<Option<(Config, bool)>, lexopt::Error> {
                 }
                 other => return Err(format!("--preset {other:?}: the one preset is sio-conformance").into()),
             },
+            Long("sio-recovery") => c.sio_recovery = Some(c.sio_recovery.unwrap_or(Duration::from_secs(120))),
+            Long("sio-recovery-window") => c.sio_recovery = Some(secs(&mut parser, "sio-recovery-window")?),
             Long("sio-client-js") => c.sio_client_js = Some(PathBuf::from(parser.value()?)),
             Long("stats-interval") => c.stats_interval = secs(&mut parser, "stats-interval")?,
             Short('h') | Long("help") => {

@@ -163,7 +163,7 @@ impl App {
             None => None,
         };
         Ok(App {
-            sio: SioServer::default(),
+            sio: SioServer::new(&config),
             sio_client_js,
             router: routes::routes(),
             stats: Stats::new(now),

@@ -29,9 +29,13 @@ pub enum Encoding {
     /// Socket.IO over polling: the same packets as payload elements, each with the 0x1E
     /// separator before it.
     SioPoll,
+    /// The two above with the message id appended as the last argument: the offset a
+    /// socket.io client resumes from (`--sio-recovery`).
+    SioWsOffset,
+    SioPollOffset,
 }
 
-const ENCODINGS: usize = 6;
+const ENCODINGS: usize = 8;
 
 pub struct Message {
     pub kind: TopicKind,
@@ -136,10 +140,11 @@ impl Message {
                     out.push(b',');
                     let _ = serde_json::to_writer(&mut out, &self.envelope());
                 }
-                Encoding::SioWs | Encoding::SioPoll => {
+                Encoding::SioWs | Encoding::SioPoll | Encoding::SioWsOffset | Encoding::SioPollOffset => {
                     let nsp = self.namespace();
-                    let (packet, attachments) = wire::event_packet(self, &nsp);
-                    if enc == Encoding::SioWs {
+                    let offset = matches!(enc, Encoding::SioWsOffset | Encoding::SioPollOffset).then_some(self.id);
+                    let (packet, attachments) = wire::event_packet(self, &nsp, offset);
+                    if matches!(enc, Encoding::SioWs | Encoding::SioWsOffset) {
                         wire::ws_frames(&mut out, &packet, attachments);
                     } else {
                         wire::poll_elements(&mut out, &packet, attachments);

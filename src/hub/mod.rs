@@ -154,7 +154,7 @@ fn transport_index(e: Encoding) -> usize {
         Encoding::WsData | Encoding::WsEnvelope => 0,
         Encoding::Sse => 1,
         Encoding::LongPoll => 2,
-        Encoding::SioWs | Encoding::SioPoll => 3,
+        Encoding::SioWs | Encoding::SioPoll | Encoding::SioWsOffset | Encoding::SioPollOffset => 3,
     }
 }
 

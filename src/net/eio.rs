@@ -16,7 +16,7 @@ use super::http::Env;
 use super::timers::{TimerKey, Timers};
 use super::ws;
 use crate::app::{App, ConnKind, WsSession};
-use crate::hub::{Encoding, SinkRef};
+use crate::hub::SinkRef;
 use crate::proto::engineio::{self, Packet};
 use crate::proto::http1::{DateCache, Persist};
 use crate::proto::ws::{close, OpCode};
@@ -86,11 +86,12 @@ fn drain_to_ws(conn: &mut Conn, s: &mut crate::sio::Session) {
     if !s.eio.has_output() || !matches!(conn.life, Life::Open) {
         return;
     }
+    let enc = s.ws_encoding();
     for out in s.eio.take_queue() {
         match out {
             Out::Text(t) => ws::queue_frame(&mut conn.out, OpCode::Text, t.into_vec()),
             Out::Binary(b) => ws::queue_frame(&mut conn.out, OpCode::Binary, b.to_vec()),
-            Out::Msg(m) => conn.out.push_shared(m.encoded(Encoding::SioWs).clone()),
+            Out::Msg(m) => conn.out.push_shared(m.encoded(enc).clone()),
         }
     }
 }
@@ -184,6 +185,7 @@ pub struct Loop<'a> {
     pub pending: &'a mut VecDeque<Token>,
     pub timers: &'a mut Timers,
     pub date: &'a DateCache,
+    pub now: Instant,
 }
 
 fn live_conn(conns: &mut Slab<Conn>, r: Option<SinkRef>) -> Option<&mut Conn> {
@@ -247,7 +249,7 @@ fn flush(l: &mut Loop<'_>, slot: usize) {
 /// A closed session: its subscriptions go, a held GET is answered (`6` after the client's
 /// own close, else `1`), its WebSockets are closed.
 fn finish(l: &mut Loop<'_>, slot: usize) {
-    let s = l.app.sio.remove(slot, &mut l.app.hub);
+    let s = l.app.sio.remove(slot, &mut l.app.hub, l.now);
     let why = s.eio.closed.unwrap_or(CloseReason::TransportClose);
     log::debug!("socket.io session {}: closed ({why:?})", server::sid_str(&s.sid));
     if let Some(conn) = live_conn(l.conns, s.get) {
@@ -273,13 +275,13 @@ fn finish(l: &mut Loop<'_>, slot: usize) {
 }
 
 /// A session's timer fired.
-pub fn on_timer(l: &mut Loop<'_>, session: SinkRef, at: Instant, now: Instant) {
+pub fn on_timer(l: &mut Loop<'_>, session: SinkRef, at: Instant) {
     let slot = session.slot as usize;
     let Some(s) = l.app.sio.get_mut(session) else { return };
     if s.timer_at != Some(at) {
         return; // superseded by an earlier entry
     }
     s.timer_at = None;
-    l.app.sio.on_timeout(slot, now, &l.app.config);
+    l.app.sio.on_timeout(slot, l.now, &l.app.config);
     flush_sessions(l);
 }

@@ -26,7 +26,7 @@ use super::timers::{TimerKey, Timers};
 use crate::app::App;
 use crate::config::Config;
 use crate::error::HttpError;
-use crate::hub::{Encoding, Run, SinkKind, SinkRef, TopicKey};
+use crate::hub::{Run, SinkKind, SinkRef, TopicKey};
 use crate::sio::server::Route;
 use crate::sio::session::CloseReason;
 use crate::proto::http1::{DateCache, RequestReader};
@@ -406,6 +406,7 @@ impl Server {
             pending: &mut self.pending,
             timers: &mut self.timers,
             date: &self.date,
+            now: self.now,
         };
         eio::flush_sessions(&mut l);
     }
@@ -442,8 +443,9 @@ impl Server {
                         delivered += msgs[from..].iter().filter(|m| m.origin != Some(sub.sink)).count() as u64;
                         continue;
                     }
-                    Route::Ws(conn) => conn,
+                    Route::Ws(conn, enc) => (conn, enc),
                 };
+                let (token, enc) = token;
                 let Some(conn) = self.conns.get_mut(token.slot as usize).filter(|c| c.id == token.id) else { continue };
                 if !matches!(conn.life, Life::Open) || conn.dead {
                     continue;
@@ -453,7 +455,7 @@ impl Server {
                     cut += 1;
                     continue;
                 }
-                conn.out.push_shared(run.encoded(Encoding::SioWs).clone());
+                conn.out.push_shared(run.encoded(enc).clone());
                 delivered += (msgs.len() - from) as u64;
                 if !conn.pending {
                     conn.pending = true;
@@ -504,15 +506,15 @@ impl Server {
                 TimerKey::Sink(sink) => match sink.kind {
                     SinkKind::Conn => self.on_conn_timer(Token(sink.slot as usize), sink.id, at),
                     SinkKind::Session => {
-                        let now = self.now;
                         let mut l = eio::Loop {
                             conns: &mut self.conns,
                             app: &mut self.app,
                             pending: &mut self.pending,
                             timers: &mut self.timers,
                             date: &self.date,
+                            now: self.now,
                         };
-                        eio::on_timer(&mut l, sink, at, now);
+                        eio::on_timer(&mut l, sink, at);
                     }
                 },
                 TimerKey::StatsLog => {

@@ -5,6 +5,7 @@
 //! session's queue; the loop attaches transports and flushes what [`SioServer::touched`]
 //! lists.
 
+use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -130,6 +131,30 @@ pub struct NsSocket {
     ns_sub: (TopicKey, usize),
     /// The rooms joined: topic and hub slot.
     rooms: Vec<(TopicKey, usize)>,
+    /// With `--sio-recovery`: what a reconnecting client needs to find it again.
+    rec: Option<Box<SocketRecovery>>,
+}
+
+#[derive(Debug)]
+struct SocketRecovery {
+    /// The private id the CONNECT reply gives (`pid`), which the client reconnects with.
+    pid: Sid,
+    /// The last hub id when it connected: where a client that saw no event resumes.
+    connected_after: u64,
+}
+
+/// A socket whose session ended without the client saying so, kept for
+/// `--sio-recovery`'s window: a client reconnecting with its `pid` and offset gets it
+/// back (same id, same rooms) and what it missed, from the hub's history.
+#[derive(Debug)]
+struct Recoverable {
+    id: Sid,
+    nsp: String,
+    rooms: Vec<TopicKey>,
+    connected_after: u64,
+    /// Its old session: relays it sent itself are not replayed to it.
+    old_sink: SinkRef,
+    expires: Instant,
 }
 
 impl NsSocket {
@@ -173,6 +198,8 @@ pub struct Session {
     /// An Engine.IO session of the conformance preset's `/engine.io/`: every message is
     /// sent back, no Socket.IO.
     engine_echo: bool,
+    /// `--sio-recovery`: events carry their offset.
+    pub recovery: bool,
 }
 
 impl Session {
@@ -201,12 +228,30 @@ impl Session {
         }
     }
 
+    /// The encodings of hub messages for this session's transports.
+    pub fn ws_encoding(&self) -> Encoding {
+        if self.recovery {
+            Encoding::SioWsOffset
+        } else {
+            Encoding::SioWs
+        }
+    }
+
+    pub fn poll_encoding(&self) -> Encoding {
+        if self.recovery {
+            Encoding::SioPollOffset
+        } else {
+            Encoding::SioPoll
+        }
+    }
+
     fn socket_index(&self, nsp: &str) -> Option<usize> {
         self.sockets.iter().position(|s| s.nsp.as_str() == nsp)
     }
 
     /// The polling answer: every waiting packet, joined by the record separator.
     pub fn take_poll_payload(&mut self) -> Vec<u8> {
+        let enc = self.poll_encoding();
         let mut body = Vec::new();
         for out in self.eio.take_queue() {
             match out {
@@ -218,7 +263,7 @@ impl Session {
                     body.push(engineio::SEPARATOR);
                     engineio::encode_poll_binary(&mut body, &b);
                 }
-                Out::Msg(m) => body.extend_from_slice(m.encoded(Encoding::SioPoll)),
+                Out::Msg(m) => body.extend_from_slice(m.encoded(enc)),
             }
         }
         if body.is_empty() {
@@ -248,9 +293,9 @@ pub enum Route {
     Skip,
     /// Queued in the session (the loop flushes it).
     Queued,
-    /// Write the run's shared `SioWs` encoding straight to this connection, the session's
-    /// WebSocket (nothing of the session is waiting ahead of it).
-    Ws(SinkRef),
+    /// Write the run's shared encoding (this one) straight to this connection, the
+    /// session's WebSocket (nothing of the session is waiting ahead of it).
+    Ws(SinkRef, Encoding),
 }
 
 /// What the Socket.IO layer needs besides the sessions.
@@ -270,6 +315,12 @@ pub struct SioServer {
     next_gen: u64,
     /// Sessions whose queue, deadline or state changed: the loop flushes each.
     pub touched: Vec<usize>,
+    /// `--sio-recovery`: how long a dropped socket can be recovered.
+    recovery: Option<Duration>,
+    /// Dropped sockets by `pid`, and the order they expire in (one window for all, so
+    /// insertion order is expiry order).
+    recoverable: HashMap<Sid, Recoverable>,
+    expiry: VecDeque<(Instant, Sid)>,
 }
 
 pub fn times(cfg: &Config) -> Times {
@@ -277,6 +328,27 @@ pub fn times(cfg: &Config) -> Times {
 }
 
 impl SioServer {
+    pub fn new(cfg: &Config) -> SioServer {
+        SioServer { recovery: cfg.sio_recovery, ..SioServer::default() }
+    }
+
+    fn forget_expired(&mut self, now: Instant) {
+        while let Some(&(at, pid)) = self.expiry.front() {
+            if at > now {
+                break;
+            }
+            self.expiry.pop_front();
+            if self.recoverable.get(&pid).is_some_and(|r| r.expires <= now) {
+                self.recoverable.remove(&pid);
+            }
+        }
+    }
+
+    /// Sockets kept for recovery (`/stats`).
+    pub fn recoverable_count(&self) -> usize {
+        self.recoverable.len()
+    }
+
     /// A new session on `transport`, its open packet queued.
     /// A new session on `transport`, its open packet queued. `engine_echo`: a bare Engine.IO
     /// session that echoes messages (the conformance preset's `/engine.io/`).
@@ -307,6 +379,7 @@ impl SioServer {
             user: None,
             touched: false,
             engine_echo,
+            recovery: self.recovery.is_some() && !engine_echo,
         });
         debug_assert_eq!(sid_slot(&sid), Some(slot));
         self.touch(slot);
@@ -374,10 +447,28 @@ impl SioServer {
 
     /// Takes a (closed) session apart: its subscriptions go, its ids are forgotten. The loop
     /// then deals with the transports it had.
-    pub fn remove(&mut self, slot: usize, hub: &mut Hub) -> Session {
+    pub fn remove(&mut self, slot: usize, hub: &mut Hub, now: Instant) -> Session {
         let mut s = self.sessions.remove(slot);
         self.sockets -= s.sockets.len();
+        // A client that closed on purpose is not coming back for its state.
+        let keep = match (self.recovery, s.eio.closed) {
+            (Some(window), Some(why)) if why != CloseReason::ClientClose && why != CloseReason::ParseError => Some(window),
+            _ => None,
+        };
+        let old_sink = s.sink(slot);
         for sock in s.sockets.drain(..) {
+            if let (Some(window), Some(rec)) = (keep, &sock.rec) {
+                let r = Recoverable {
+                    id: sock.id,
+                    nsp: sock.nsp.as_str().to_string(),
+                    rooms: sock.rooms.iter().map(|(k, _)| k.clone()).collect(),
+                    connected_after: rec.connected_after,
+                    old_sink,
+                    expires: now + window,
+                };
+                self.expiry.push_back((r.expires, rec.pid));
+                self.recoverable.insert(rec.pid, r);
+            }
             for (key, sub) in sock.subs() {
                 hub.unsubscribe(&key, sub);
             }
@@ -536,12 +627,59 @@ impl SioServer {
                 s.user = Some((ukey, us));
             }
         }
-        let id = random_sid();
+        // Recovery: the same socket again, with what it missed, if its state is still here
+        // and history reaches back to its offset; else a new socket, as socket.io does.
+        let pid = auth.and_then(|a| a.get("pid")).and_then(Value::as_str).and_then(|p| <Sid>::try_from(p.as_bytes()).ok());
+        let recovery_on = s.recovery;
+        let recovered = match pid {
+            Some(pid) if recovery_on => {
+                self.forget_expired(env.now);
+                self.recoverable.remove(&pid).filter(|r| r.nsp == nsp).map(|r| (pid, r))
+            }
+            _ => None,
+        };
+        let s = &mut self.sessions[slot];
+        let mut rooms = Vec::new();
+        let mut missed = Vec::new();
+        let (id, rec) = match recovered {
+            Some((pid, r)) => {
+                let offset = auth.and_then(|a| a.get("offset")).and_then(Value::as_str).and_then(|o| o.parse::<u64>().ok());
+                let since = offset.unwrap_or(r.connected_after);
+                let mut keys = vec![key.clone()];
+                keys.extend(r.rooms.iter().cloned());
+                let backlog = env.hub.backlog(&keys, since, env.now);
+                if backlog.reset {
+                    (random_sid(), None)
+                } else {
+                    missed = backlog.messages.into_iter().filter(|m| m.origin != Some(r.old_sink)).collect();
+                    for room in r.rooms {
+                        let sub = crate::hub::Subscriber { sink, encoding: Encoding::SioWs, after: env.hub.last_id() };
+                        if let Ok(h) = env.hub.subscribe(&room, sub) {
+                            rooms.push((env.hub.shared_key(&room), h));
+                        }
+                    }
+                    (r.id, Some((pid, r.connected_after)))
+                }
+            }
+            None => (random_sid(), None),
+        };
+        let rec = s.recovery.then(|| {
+            let (pid, connected_after) = rec.unwrap_or_else(|| (random_sid(), env.hub.last_id()));
+            Box::new(SocketRecovery { pid, connected_after })
+        });
+        // Ids are base64url: nothing to escape. Key order as socket.io sends it.
+        let reply = match &rec {
+            Some(r) => format!(r#"{{"sid":"{}","pid":"{}"}}"#, sid_str(&id), sid_str(&r.pid)),
+            None => format!(r#"{{"sid":"{}"}}"#, sid_str(&id)),
+        };
         // Most sessions use one namespace: room for exactly one (a push would make four).
         s.sockets.reserve_exact(1);
-        s.sockets.push(NsSocket { nsp: Nsp::new(nsp), id, may_publish, is_user: user.is_some(), ns_sub: (key, slot_in_hub), rooms: Vec::new() });
+        s.sockets.push(NsSocket { nsp: Nsp::new(nsp), id, may_publish, is_user: user.is_some(), ns_sub: (key, slot_in_hub), rooms, rec });
         s.connect_deadline = None;
-        s.send(Kind::Connect, nsp, None, &json!({ "sid": sid_str(&id) }).to_string());
+        s.send(Kind::Connect, nsp, None, &reply);
+        for m in missed {
+            s.eio.send(Out::Msg(m));
+        }
         self.sockets += 1;
     }
 
@@ -650,7 +788,7 @@ impl SioServer {
             // built per recipient (point-to-point, so nothing to share).
             for m in msgs.iter().filter(|m| m.origin != Some(sink)) {
                 for sock in s.sockets.iter().filter(|k| k.is_user) {
-                    let (packet, attachments) = wire::event_packet(m, sock.nsp.as_str());
+                    let (packet, attachments) = wire::event_packet(m, sock.nsp.as_str(), None);
                     s.eio.send(Out::Text(packet.into_boxed_slice()));
                     for a in attachments {
                         s.eio.send(Out::Binary(a.clone()));
@@ -658,7 +796,7 @@ impl SioServer {
                 }
             }
         } else if s.eio.transport == TransportKind::WebSocket && !s.eio.has_output() && whole_run && !own && s.ws.is_some() {
-            return Route::Ws(s.ws.expect("checked"));
+            return Route::Ws(s.ws.expect("checked"), s.ws_encoding());
         } else {
             for m in msgs.iter().filter(|m| m.origin != Some(sink)) {
                 s.eio.send(Out::Msg(m.clone()));

@@ -54,23 +54,30 @@ fn args_of(msg: &Message) -> String {
 }
 
 /// The Engine.IO message packet (`4` + the Socket.IO EVENT) for `msg` in `nsp`, and its
-/// attachments.
-pub fn event_packet<'m>(msg: &'m Message, nsp: &str) -> (Vec<u8>, &'m [Rc<[u8]>]) {
+/// attachments. `offset`: appended as the last argument, a string (connection-state
+/// recovery: the client keeps the last one it saw and reconnects from it).
+pub fn event_packet<'m>(msg: &'m Message, nsp: &str, offset: Option<u64>) -> (Vec<u8>, &'m [Rc<[u8]>]) {
     let mut out = vec![b'4'];
-    match &msg.sio {
-        Some(p) if !p.attachments.is_empty() => {
-            socketio::encode(&mut out, Kind::BinaryEvent, p.attachments.len(), nsp, None, &p.args);
-            (out, &p.attachments)
-        }
-        Some(p) => {
-            socketio::encode(&mut out, Kind::Event, 0, nsp, None, &p.args);
-            (out, &[])
-        }
+    let built;
+    let (args, attachments): (&str, &'m [Rc<[u8]>]) = match &msg.sio {
+        Some(p) => (&p.args, &p.attachments),
         None => {
-            socketio::encode(&mut out, Kind::Event, 0, nsp, None, &args_of(msg));
-            (out, &[])
+            built = args_of(msg);
+            (&built, &[])
         }
-    }
+    };
+    let with_offset;
+    let args = match offset {
+        // `[…]` → `[…,"id"]`: the array always has the event's name, so it is never empty.
+        Some(id) => {
+            with_offset = format!("{},\"{id}\"]", &args[..args.len() - 1]);
+            &with_offset
+        }
+        None => args,
+    };
+    let kind = if attachments.is_empty() { Kind::Event } else { Kind::BinaryEvent };
+    socketio::encode(&mut out, kind, attachments.len(), nsp, None, args);
+    (out, attachments)
 }
 
 /// A packet and its attachments as WebSocket frames: a text frame, then one binary frame

@@ -229,6 +229,42 @@ async function main() {
       stream.close(); late.close(); a.close(); b.close();
     });
 
+    await step('connection-state recovery: a dropped connection gets its socket, rooms and missed events back', async () => {
+      const rport = await freePort();
+      const rbase = `http://127.0.0.1:${rport}`;
+      const rserver = await startServer(rport, ['--sio-recovery']);
+      try {
+        const s = io(rbase, { forceNew: true, transports: ['websocket'], reconnectionDelay: 100, reconnectionDelayMax: 200 });
+        all.push(s);
+        await once(s, 'connect');
+        assert.equal(s.recovered, false);
+        assert.equal(await s.emitWithAck('join', 'r'), 1);
+        const got = collect(s, 'n');
+        await post(`${rbase}/channels/sio::r?event=n`, '1');
+        await until('the first event', () => got.length === 1);
+        assert.equal(got[0][0], 1);
+        assert.match(got[0][1], /^\d+$/, 'events carry their offset as the last argument');
+        const id = s.id;
+        // The connection drops as a network failure would; events go on meanwhile.
+        const back = once(s, 'connect', 'the reconnect');
+        s.io.engine.close();
+        await post(`${rbase}/channels/sio::r?event=n`, '2');
+        await post(`${rbase}/channels/sio::r?event=n`, '3');
+        await back;
+        assert.equal(s.recovered, true, 'the server recovered the socket');
+        assert.equal(s.id, id, 'same socket id');
+        await until('the missed events', () => got.length >= 3);
+        assert.deepEqual(got.map((a) => a[0]), [1, 2, 3], 'each once, in order');
+        // Still in its room: a new event reaches it.
+        await post(`${rbase}/channels/sio::r?event=n`, '4');
+        await until('live again', () => got.length === 4);
+        assert.equal(got[3][0], 4);
+        s.close();
+      } finally {
+        assert.equal(await stopServer(rserver), 0);
+      }
+    });
+
     await step('a server restart: the client reconnects on its own', async () => {
       const s = io(base, { forceNew: true, reconnectionDelay: 200, reconnectionDelayMax: 500 });
       all.push(s);
