@@ -218,10 +218,9 @@ fn parse_args() -> Result<Option<(Config, bool)>, lexopt::Error> {
     if c.sse_heartbeat.is_zero() || c.ws_ping_interval.is_zero() || c.poll_timeout.is_zero() || c.write_timeout.is_zero() || c.sio_ping_interval.is_zero() {
         return Err("--sse-heartbeat, --ws-ping-interval, --poll-timeout, --write-timeout and --sio-ping-interval must be above zero".into());
     }
-    if c.sio_max_payload > c.max_body_bytes {
-        // A POST is read as a request body first.
-        c.max_body_bytes = c.sio_max_payload;
-    }
+    // A polling POST is read as a request body first: what a session announces and takes
+    // is within --max-body too.
+    c.sio_max_payload = c.sio_max_payload.min(c.max_body_bytes);
     if c.sse_retry > Duration::from_secs(MAX_SECS as u64) {
         return Err("--sse-retry: at most 1e12 milliseconds".into());
     }

@@ -18,7 +18,7 @@ fn stats_count_the_hub() {
     let s = stats(&server);
     assert_eq!(s["channels"], 0, "{s}");
     assert_eq!(s["users_online"], 0, "{s}");
-    assert_eq!(s["subscribers"], json!({"websocket": 0, "sse": 0, "longpoll": 0}), "{s}");
+    assert_eq!(s["subscribers"], json!({"websocket": 0, "sse": 0, "longpoll": 0, "socketio": 0}), "{s}");
     assert_eq!(s["messages_published"], 0, "{s}");
     assert_eq!(s["messages_delivered"], 0, "{s}");
     assert_eq!(s["slow_consumer_disconnects"], 0, "{s}");
@@ -29,7 +29,7 @@ fn stats_count_the_hub() {
     let mut lp = server.client();
     lp.send(poll_request("/channels/s3", "").as_bytes());
     let s = wait_stats(&server, "the long-poll", |s| s["subscribers"]["longpoll"] == 1);
-    assert_eq!(s["subscribers"], json!({"websocket": 1, "sse": 2, "longpoll": 1}), "{s}");
+    assert_eq!(s["subscribers"], json!({"websocket": 1, "sse": 2, "longpoll": 1, "socketio": 0}), "{s}");
     assert_eq!(s["channels"], 3, "{s}");
     assert_eq!(s["users_online"], 1, "{s}");
 
@@ -44,7 +44,7 @@ fn stats_count_the_hub() {
     let s = stats(&server);
     assert_eq!(s["messages_published"], 4, "{s}");
     assert_eq!(s["messages_delivered"], 4, "{s}");
-    assert_eq!(s["subscribers"], json!({"websocket": 1, "sse": 2, "longpoll": 0}), "{s}");
+    assert_eq!(s["subscribers"], json!({"websocket": 1, "sse": 2, "longpoll": 0, "socketio": 0}), "{s}");
 
     // Nobody listens: published, not delivered; the channel exists for its history.
     publish(&server, "nobody", "5");
@@ -56,7 +56,7 @@ fn stats_count_the_hub() {
     assert_eq!(s["messages_published"], 5, "{s}");
     assert_eq!(s["messages_delivered"], 4, "{s}");
     assert_eq!(s["channels"], 4, "{s}");
-    assert_eq!(s["subscribers"], json!({"websocket": 3, "sse": 2, "longpoll": 0}), "{s}");
+    assert_eq!(s["subscribers"], json!({"websocket": 3, "sse": 2, "longpoll": 0, "socketio": 0}), "{s}");
     // One message to s2: SSE + /ws.
     publish(&server, "s2", "6");
     assert_eq!(stats(&server)["messages_delivered"], 6);
@@ -68,5 +68,5 @@ fn stats_count_the_hub() {
     ctl_send(&mut c, &json!({"op": "unsubscribe", "channel": "s2"}));
     ctl_recv(&mut c);
     let s = stats(&server);
-    assert_eq!(s["subscribers"], json!({"websocket": 2, "sse": 0, "longpoll": 0}), "{s}");
+    assert_eq!(s["subscribers"], json!({"websocket": 2, "sse": 0, "longpoll": 0, "socketio": 0}), "{s}");
 }

@@ -456,6 +456,10 @@ impl SioServer {
             _ => None,
         };
         let old_sink = s.sink(slot);
+        if keep.is_some() {
+            // What is kept is bounded by the sessions that ended within one window.
+            self.forget_expired(now);
+        }
         for sock in s.sockets.drain(..) {
             if let (Some(window), Some(rec)) = (keep, &sock.rec) {
                 let r = Recoverable {
