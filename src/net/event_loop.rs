@@ -397,18 +397,14 @@ impl Server {
 
     /// Carries out what touched Engine.IO sessions ask (`net/eio.rs`).
     fn flush_sessions(&mut self) {
-        if self.app.sio.touched.is_empty() {
-            return;
+        if !self.app.sio.touched.is_empty() {
+            eio::flush_sessions(&mut self.eio_loop());
         }
-        let mut l = eio::Loop {
-            conns: &mut self.conns,
-            app: &mut self.app,
-            pending: &mut self.pending,
-            timers: &mut self.timers,
-            date: &self.date,
-            now: self.now,
-        };
-        eio::flush_sessions(&mut l);
+    }
+
+    /// What `net/eio.rs` works on: the connections, the app, the pending list and timers.
+    fn eio_loop(&mut self) -> eio::Loop<'_> {
+        eio::Loop { conns: &mut self.conns, app: &mut self.app, pending: &mut self.pending, timers: &mut self.timers, date: &self.date, now: self.now }
     }
 
     /// Deliveries and replays build encodings, which count in the history budget: the budget
@@ -505,17 +501,7 @@ impl Server {
             match key {
                 TimerKey::Sink(sink) => match sink.kind {
                     SinkKind::Conn => self.on_conn_timer(Token(sink.slot as usize), sink.id, at),
-                    SinkKind::Session => {
-                        let mut l = eio::Loop {
-                            conns: &mut self.conns,
-                            app: &mut self.app,
-                            pending: &mut self.pending,
-                            timers: &mut self.timers,
-                            date: &self.date,
-                            now: self.now,
-                        };
-                        eio::on_timer(&mut l, sink, at);
-                    }
+                    SinkKind::Session => eio::on_timer(&mut self.eio_loop(), sink, at),
                 },
                 TimerKey::StatsLog => {
                     log::info!("stats: {}", self.app.stats.summary(self.now, &self.app.hub));

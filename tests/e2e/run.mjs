@@ -22,12 +22,13 @@ async function main() {
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
            '--disable-background-networking', '--disable-component-update', '--disable-sync'],
   });
-  const open = async (url) => {
+  // A page in a fresh browser context, on the main server or the one at `at`.
+  const open = async (url, at = base) => {
     const ctx = await browser.newContext({ viewport: { width: 900, height: 700 } });
     const page = await ctx.newPage();
     page.setDefaultTimeout(WAIT);
     page.on('pageerror', (e) => { throw new Error(`page error on ${url}: ${e.message}`); });
-    await page.goto(base + url);
+    await page.goto(at + url);
     return page;
   };
   const stats = async () => (await fetch(base + '/stats')).json();
@@ -122,16 +123,8 @@ async function main() {
       const tbase = `http://127.0.0.1:${tport}`;
       const tserver = await startServer(tport, ['--publish-token', 's3cret']);
       try {
-        const openAt = async (url) => {
-          const ctx = await browser.newContext({ viewport: { width: 900, height: 700 } });
-          const page = await ctx.newPage();
-          page.setDefaultTimeout(WAIT);
-          await page.goto(tbase + url);
-          await page.locator('#state', { hasText: 'connected' }).waitFor();
-          return page;
-        };
-        const visitor = await openAt('/chat.html');
-        const op = await openAt('/chat.html#token=s3cret');
+        const visitor = await open('/chat.html', tbase);
+        const op = await open('/chat.html#token=s3cret', tbase);
         await visitor.fill('#text', 'no token here');
         await visitor.press('#text', 'Enter');
         await visitor.locator('#messages li.system', { hasText: 'needs the publish token' }).waitFor();
@@ -164,16 +157,9 @@ async function main() {
       const js = path.join(ROOT, 'tests/e2e/node_modules/socket.io-client/dist/socket.io.min.js');
       const sserver = await startServer(sport, ['--sio-client-js', js]);
       try {
-        const openAt = async (url) => {
-          const ctx = await browser.newContext({ viewport: { width: 900, height: 700 } });
-          const page = await ctx.newPage();
-          page.setDefaultTimeout(WAIT);
-          page.on('pageerror', (e) => { throw new Error(`page error on ${url}: ${e.message}`); });
-          await page.goto(`http://127.0.0.1:${sport}${url}`);
-          return page;
-        };
-        const a = await openAt('/sio-chat.html');
-        const b = await openAt('/sio-chat.html');
+        const sbase = `http://127.0.0.1:${sport}`;
+        const a = await open('/sio-chat.html', sbase);
+        const b = await open('/sio-chat.html', sbase);
         for (const [page, name] of [[a, 'ann'], [b, 'ben']]) {
           await page.fill('#nick', name); await page.locator('#nick').dispatchEvent('change');
           await page.locator('#state', { hasText: 'connected' }).waitFor();
