@@ -346,3 +346,39 @@ fn the_conformance_preset_is_the_test_suites_application() {
     assert_eq!(ws_text(&mut ws), r#"461-19[{"_placeholder":true,"num":0}]"#);
     assert_eq!(read_frame(&mut ws), (true, 0x2, vec![9]));
 }
+
+#[test]
+fn the_emit_api_refuses_reserved_event_names() {
+    let server = Server::start(&[]);
+    let r = post(&server, "/socket.io-api/emit", br#"{"event":"disconnect","args":[]}"#);
+    assert_json_error(&r, 400);
+    let r = post(&server, "/socket.io-api/emit", br#"{"event":"fine","args":{"not":"an array"}}"#);
+    assert_json_error(&r, 400);
+    let r = post(&server, "/socket.io-api/emit", b"[1]");
+    assert_json_error(&r, 400);
+}
+
+/// engine.io's upgradeTimeout: a probe that never completes is closed after 10 s and the
+/// session goes on polling (and may probe again).
+#[test]
+fn an_upgrade_that_never_completes_is_given_up() {
+    let server = Server::start(&[]);
+    let (sid, _) = handshake(&server);
+    assert_eq!(poll_post(&server, &sid, b"40").text(), "ok");
+    assert!(get(&server, &format!("transport=polling&sid={sid}")).text().starts_with("40{"));
+    let mut ws = ws_open(&server, &format!("{EIO}&transport=websocket&sid={sid}"), "");
+    ws_send_text(&mut ws, "2probe");
+    assert_eq!(ws_text(&mut ws), "3probe");
+    let t0 = Instant::now();
+    ws.stream.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    let (_, op, _) = read_frame(&mut ws);
+    assert_eq!(op, 0x8, "the probe is closed");
+    assert!(t0.elapsed() >= Duration::from_secs(9), "after the upgrade timeout, not {:?}", t0.elapsed());
+    // Polling goes on: a GET is held again (not released at once with a noop).
+    let mut held = server.client();
+    poll_get(&mut held, &sid);
+    assert_silent(&mut held, Duration::from_millis(200), "held again");
+    let mut again = ws_open(&server, &format!("{EIO}&transport=websocket&sid={sid}"), "");
+    ws_send_text(&mut again, "2probe");
+    assert_eq!(ws_text(&mut again), "3probe", "a new probe is answered");
+}

@@ -154,6 +154,9 @@ pub fn emit_api(ctx: &mut Ctx<'_>, req: &Request, _: &super::Params) -> Reply {
     };
     let nsp = nsp.unwrap_or_else(|| "/".into());
     let Some(event) = event.filter(|e| !e.is_empty()) else { return pubsub::json_error(ctx, 400, "event is required") };
+    if crate::proto::socketio::RESERVED_EVENTS.contains(&event.as_str()) {
+        return pubsub::json_error(ctx, 400, "a reserved event name (connect, connect_error, disconnect, disconnecting, newListener, removeListener)");
+    }
     if !nsp.starts_with('/') {
         return pubsub::json_error(ctx, 400, "namespace starts with /");
     }

@@ -93,7 +93,8 @@ impl Message {
 
     /// The payload's size (data and event name): what decides whether a message joins a run.
     pub fn size(&self) -> usize {
-        self.data.len() + self.event.as_ref().map_or(0, |e| e.len())
+        let sio = self.sio.as_ref().map_or(0, |p| p.args.len() + p.attachments.iter().map(|a| a.len()).sum::<usize>());
+        self.data.len() + self.event.as_ref().map_or(0, |e| e.len()) + sio
     }
 
     /// What keeping the message costs in memory, as the history budget counts it: the

@@ -67,7 +67,10 @@ fn answer_get(conn: &mut Conn, payload: Vec<u8>, app: &mut App, date: &DateCache
 pub fn attach_ws(conn: &mut Conn, session: SinkRef, probe: bool, env: &mut Env<'_>) {
     let me = conn_ref(conn);
     match env.app.sio.get_mut(session) {
-        Some(s) if probe && s.probe.is_none() && s.eio.transport == TransportKind::Polling => s.probe = Some(me),
+        Some(s) if probe && s.probe.is_none() && s.eio.transport == TransportKind::Polling => {
+            s.probe = Some(me);
+            s.eio.begin_probe(env.now);
+        }
         Some(s) if !probe && s.ws.is_none() => {
             s.ws = Some(me);
             // The open packet goes out with the 101, in the write that ends this turn.
@@ -161,7 +164,9 @@ pub fn detach(conn: &Conn, app: &mut App) {
     let Some(s) = app.sio.get_mut(session) else { return };
     match role {
         // socket.io ends a session whose held GET or WebSocket goes away.
-        0 if s.get == Some(me) => {
+        // (A GET held past the upgrade is answered when the upgrade completes; should it go
+        // first, the session has moved on.)
+        0 if s.get == Some(me) && s.eio.transport == TransportKind::Polling => {
             s.get = None;
             app.sio.close(slot, CloseReason::TransportClose);
         }
@@ -171,9 +176,10 @@ pub fn detach(conn: &Conn, app: &mut App) {
         }
         2 if s.probe == Some(me) => {
             s.probe = None;
-            s.eio.probing = false;
+            s.eio.end_probe();
             app.sio.touch(slot);
         }
+        0 if s.get == Some(me) => s.get = None,
         _ => {}
     }
 }
@@ -213,6 +219,17 @@ fn flush(l: &mut Loop<'_>, slot: usize) {
         return finish(l, slot);
     }
     match s.eio.transport {
+        TransportKind::WebSocket if s.get.is_some() => {
+            // Upgraded with a GET still held (the client did not wait for it): the old
+            // transport is released with a noop, as engine.io does, and what waits goes
+            // over the WebSocket on the next flush.
+            let get = s.get.take();
+            if let Some(conn) = live_conn(l.conns, get) {
+                answer_get(conn, b"6".to_vec(), l.app, l.date);
+                wake(l.pending, conn);
+            }
+            l.app.sio.touch(slot);
+        }
         TransportKind::WebSocket => match live_conn(l.conns, s.ws) {
             Some(conn) if matches!(conn.life, Life::Open) => {
                 if s.eio.has_output() {
@@ -282,6 +299,14 @@ pub fn on_timer(l: &mut Loop<'_>, session: SinkRef, at: Instant) {
         return; // superseded by an earlier entry
     }
     s.timer_at = None;
-    l.app.sio.on_timeout(slot, l.now, &l.app.config);
+    if l.app.sio.on_timeout(slot, l.now, &l.app.config) {
+        // The upgrade probe took too long: its WebSocket goes, polling goes on.
+        if let Some(s) = l.app.sio.get_mut(session) {
+            if let Some(conn) = live_conn(l.conns, s.probe.take()) {
+                ws::queue_close(conn, close::NORMAL, "upgrade timeout");
+                wake(l.pending, conn);
+            }
+        }
+    }
     flush_sessions(l);
 }

@@ -89,7 +89,7 @@ pub const MAX_ATTACHMENTS: usize = 256;
 /// Ack ids are JavaScript numbers the client counts up from 0: 15 digits stay exact.
 const MAX_ID_DIGITS: usize = 15;
 /// Names socket.io reserves: a client may not emit them as events.
-const RESERVED_EVENTS: [&str; 6] = ["connect", "connect_error", "disconnect", "disconnecting", "newListener", "removeListener"];
+pub const RESERVED_EVENTS: [&str; 6] = ["connect", "connect_error", "disconnect", "disconnecting", "newListener", "removeListener"];
 
 pub fn decode(s: &str) -> Result<Packet<'_>, SioError> {
     let b = s.as_bytes();

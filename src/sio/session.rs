@@ -27,6 +27,10 @@ pub struct Times {
     pub ping_timeout: Duration,
 }
 
+/// A probe that has not completed (`2probe` … `5`) this long after its WebSocket opened is
+/// given up (engine.io's `upgradeTimeout`): the client may poll again, and probe again.
+pub const UPGRADE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The transport packets go over.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TransportKind {
@@ -104,8 +108,10 @@ pub enum Via {
 #[derive(Debug)]
 pub struct EioSession {
     pub transport: TransportKind,
-    /// A WebSocket answered `2probe` and the upgrade waits for its `5`.
-    pub probing: bool,
+    /// A WebSocket is probing for an upgrade, until then at the latest.
+    probe_until: Option<Instant>,
+    /// ...and it sent `2probe` (answered `3probe`): the upgrade waits for its `5`.
+    probe_answered: bool,
     /// A ping is out and `heartbeat` is when its pong is due; else `heartbeat` is when the
     /// next ping goes.
     awaiting_pong: bool,
@@ -121,7 +127,8 @@ impl EioSession {
     pub fn new(transport: TransportKind, now: Instant, times: &Times) -> EioSession {
         EioSession {
             transport,
-            probing: false,
+            probe_until: None,
+            probe_answered: false,
             awaiting_pong: false,
             heartbeat: now + times.ping_interval,
             closed: None,
@@ -143,7 +150,19 @@ impl EioSession {
     /// A held GET must be answered now even if nothing waits: a probe asked the client to
     /// stop polling (it gets `6`).
     pub fn releases_polls(&self) -> bool {
-        self.probing
+        self.probe_answered
+    }
+
+    /// A WebSocket for the upgrade opened: it has `UPGRADE_TIMEOUT` to complete it.
+    pub fn begin_probe(&mut self, now: Instant) {
+        self.probe_until = Some(now + UPGRADE_TIMEOUT);
+        self.probe_answered = false;
+    }
+
+    /// The probe is over (completed, failed, timed out, or its WebSocket went away).
+    pub fn end_probe(&mut self) {
+        self.probe_until = None;
+        self.probe_answered = false;
     }
 
     /// One packet from the client.
@@ -153,18 +172,18 @@ impl EioSession {
         }
         if via == Via::Probe {
             return match p {
-                Packet::Ping(b"probe") if self.transport == TransportKind::Polling && !self.probing => {
-                    self.probing = true;
+                Packet::Ping(b"probe") if self.transport == TransportKind::Polling && self.probe_until.is_some() && !self.probe_answered => {
+                    self.probe_answered = true;
                     Input::ProbeAnswer
                 }
-                Packet::Upgrade if self.probing => {
-                    self.probing = false;
+                Packet::Upgrade if self.probe_answered => {
+                    self.end_probe();
                     self.transport = TransportKind::WebSocket;
                     Input::Upgraded
                 }
                 Packet::Noop => Input::Nothing,
                 _ => {
-                    self.probing = false;
+                    self.end_probe();
                     Input::CloseProbe
                 }
             };
@@ -197,15 +216,20 @@ impl EioSession {
         if self.closed.is_some() {
             return None;
         }
-        Some(self.heartbeat)
+        Some(self.probe_until.map_or(self.heartbeat, |p| p.min(self.heartbeat)))
     }
 
-    pub fn handle_timeout(&mut self, now: Instant, times: &Times) {
+    /// Returns true when a probe timed out (the loop closes its WebSocket).
+    pub fn handle_timeout(&mut self, now: Instant, times: &Times) -> bool {
         if self.closed.is_some() {
-            return;
+            return false;
+        }
+        let probe_expired = self.probe_until.is_some_and(|t| t <= now);
+        if probe_expired {
+            self.end_probe();
         }
         if self.heartbeat > now {
-            return;
+            return probe_expired;
         }
         if self.awaiting_pong {
             self.close(CloseReason::PingTimeout);
@@ -216,6 +240,7 @@ impl EioSession {
             self.heartbeat = now + times.ping_timeout;
             self.send(Out::Text(Box::from(&b"2"[..])));
         }
+        probe_expired
     }
 
     /// Queues a packet for the client.
@@ -288,11 +313,14 @@ mod tests {
     fn upgrade_probe_then_5() {
         let (t0, t) = (Instant::now(), times());
         let mut s = EioSession::new(TransportKind::Polling, t0, &t);
+        s.begin_probe(t0);
         assert_eq!(s.on_packet(Packet::Upgrade, Via::Probe, t0, &t), Input::CloseProbe, "5 before the probe");
+        s.begin_probe(t0);
         assert_eq!(s.on_packet(Packet::Ping(b"probe"), Via::Probe, t0, &t), Input::ProbeAnswer);
         assert!(s.releases_polls());
         assert_eq!(s.on_packet(Packet::Ping(b"probe"), Via::Probe, t0, &t), Input::CloseProbe, "one probe at a time");
         assert_eq!(s.transport, TransportKind::Polling);
+        s.begin_probe(t0);
         assert_eq!(s.on_packet(Packet::Ping(b"probe"), Via::Probe, t0, &t), Input::ProbeAnswer);
         // Packets keep arriving over polling while the probe waits for its 5.
         assert_eq!(s.on_packet(Packet::Message(b"2[\"a\"]"), Via::Transport, t0, &t), Input::Message(b"2[\"a\"]"));
@@ -300,6 +328,26 @@ mod tests {
         assert_eq!(s.transport, TransportKind::WebSocket);
         assert!(!s.releases_polls());
         assert_eq!(s.on_packet(Packet::Ping(b"probe"), Via::Probe, t0, &t), Input::CloseProbe, "no second upgrade");
+    }
+
+    #[test]
+    fn a_probe_that_never_sends_5_is_given_up() {
+        let (t0, t) = (Instant::now(), times());
+        let mut s = EioSession::new(TransportKind::Polling, t0, &t);
+        s.begin_probe(t0);
+        s.on_packet(Packet::Ping(b"probe"), Via::Probe, t0, &t);
+        assert!(s.releases_polls());
+        // Ponged along, so the heartbeat is not what ends it.
+        let mut now = t0;
+        while now < t0 + UPGRADE_TIMEOUT {
+            now += Duration::from_millis(300);
+            s.handle_timeout(now, &t);
+            s.on_packet(Packet::Pong(b""), Via::Transport, now, &t);
+        }
+        s.handle_timeout(t0 + UPGRADE_TIMEOUT, &t);
+        assert!(!s.releases_polls() && s.is_open(), "polling goes on");
+        s.begin_probe(now);
+        assert_eq!(s.on_packet(Packet::Ping(b"probe"), Via::Probe, now, &t), Input::ProbeAnswer, "and may probe again");
     }
 
     #[test]

@@ -40,7 +40,8 @@ impl SioPayload {
 
 /// The event's JSON array for a message that did not come from socket.io.
 fn args_of(msg: &Message) -> String {
-    let name = msg.event.as_deref().unwrap_or("message");
+    // A reserved name (`disconnect`, …) would make every client's parser drop the connection.
+    let name = msg.event.as_deref().filter(|e| !socketio::RESERVED_EVENTS.contains(e)).unwrap_or("message");
     let mut s = String::from("[");
     s.push_str(&serde_json::to_string(name).unwrap_or_default());
     s.push(',');
