@@ -382,3 +382,14 @@ fn an_upgrade_that_never_completes_is_given_up() {
     ws_send_text(&mut again, "2probe");
     assert_eq!(ws_text(&mut again), "3probe", "a new probe is answered");
 }
+
+#[test]
+fn cross_origin_polling_gets_its_preflight_and_cors_headers() {
+    let server = Server::start(&["--cors-origin", "https://app.example"]);
+    let r = request(&server, "OPTIONS", &format!("{EIO}&transport=polling"), "Origin: https://app.example\r\nAccess-Control-Request-Method: POST\r\n", b"");
+    assert_eq!(r.status, 204);
+    assert_eq!(r.header("access-control-allow-origin"), Some("https://app.example"));
+    assert!(r.header("access-control-allow-methods").is_some_and(|m| m.contains("POST")), "{r:?}");
+    let r = get(&server, "transport=polling");
+    assert_eq!(r.header("access-control-allow-origin"), Some("https://app.example"));
+}

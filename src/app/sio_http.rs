@@ -21,6 +21,11 @@ pub fn poll_answer(payload: Vec<u8>) -> Response {
 
 /// `engine_echo`: the request came to the conformance preset's bare Engine.IO path.
 pub fn handle(ctx: &mut Ctx<'_>, req: &Request, engine_echo: bool) -> Reply {
+    if req.head.method == Method::Options {
+        // A cross-origin polling client's preflight (with --cors-origin).
+        let allow = "GET, POST, OPTIONS";
+        return pubsub::preflight(ctx, Response::empty(204).header("Allow", allow), allow).into();
+    }
     let (mut eio, mut transport, mut sid) = (None, None, None);
     for (k, v) in form_urlencoded::parse(req.head.query().unwrap_or("").as_bytes()) {
         match &*k {
