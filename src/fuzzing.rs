@@ -188,3 +188,31 @@ pub fn socketio_packet(data: &[u8]) {
     let q = decode(&again).unwrap_or_else(|e| panic!("{again:?} does not decode: {e}"));
     assert_eq!((q.kind, q.attachments, q.nsp, q.id, &q.value), (p.kind, p.attachments, p.nsp, p.id, &p.value), "{again:?}");
 }
+
+/// A RESP reply stream: the reader fed it whole, split where the first byte says, and byte
+/// by byte must hand out the same replies and the same error, and nothing may panic.
+pub fn resp_reader(data: &[u8]) {
+    use crate::proto::resp::{Limits, Reader};
+    let Some((&first, input)) = data.split_first() else { return };
+    let limits = Limits { max_bulk: 4096, max_elements: 256, max_depth: 8 };
+    let read = |pieces: &[&[u8]]| {
+        let mut r = Reader::new(limits);
+        let mut got = Vec::new();
+        for p in pieces {
+            r.feed(p);
+            loop {
+                match r.next_reply() {
+                    Ok(Some(v)) => got.push(format!("{v:?}")),
+                    Ok(None) => break,
+                    Err(e) => return (got, Some(e)),
+                }
+            }
+        }
+        (got, None)
+    };
+    let whole = read(&[input]);
+    let split = first as usize % (input.len() + 1);
+    assert_eq!(read(&[&input[..split], &input[split..]]), whole, "split at {split}");
+    let bytes: Vec<&[u8]> = input.chunks(1).collect();
+    assert_eq!(read(&bytes), whole, "byte by byte");
+}

@@ -15,6 +15,7 @@
 //! `PROTOCOL.md` is the contract a client sees: routes, statuses, limits.
 
 pub mod app;
+pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod fuzzing;

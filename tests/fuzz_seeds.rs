@@ -46,3 +46,8 @@ fn engineio_payload_corpus() {
 fn socketio_packet_corpus() {
     replay("socketio_packet", pushwire::fuzzing::socketio_packet);
 }
+
+#[test]
+fn resp_reader_corpus() {
+    replay("resp_reader", pushwire::fuzzing::resp_reader);
+}
