@@ -393,3 +393,59 @@ fn cross_origin_polling_gets_its_preflight_and_cors_headers() {
     let r = get(&server, "transport=polling");
     assert_eq!(r.header("access-control-allow-origin"), Some("https://app.example"));
 }
+
+/// Sessions that come and go leave nothing behind: after rounds of 1,000 sessions that
+/// connect, join a room, relay, and leave (half by closing, half by a dropped connection),
+/// RSS is where it was after the first round, and no session, socket or subscription is left.
+/// (Without history: kept messages are retention, not a leak; `tests/memory.rs` bounds them.
+/// With short timers: a closed session's or connection's timer entry stays in the heap
+/// until its time comes, so each measurement waits for them.)
+#[test]
+fn sessions_that_come_and_go_leave_nothing_behind() {
+    raise_fd_limit();
+    let server = Server::start(&[
+        "--history", "0", "--sio-ping-interval", "0.3", "--sio-connect-timeout", "0.3", "--header-timeout", "0.3", "--ws-ping-interval", "0.3",
+    ]);
+    let settled_rss = || {
+        std::thread::sleep(Duration::from_millis(800));
+        // A request, so the loop has run its due timers.
+        server.get("/healthz");
+        proc_kib(server.pid(), "VmRSS")
+    };
+    let round = |r: usize| {
+        let mut all = Vec::new();
+        for _ in 0..1000 {
+            let mut c = server.client();
+            c.send(ws_request(&format!("{EIO}&transport=websocket"), "").as_bytes());
+            all.push(c);
+        }
+        for (i, c) in all.iter_mut().enumerate() {
+            assert_eq!(c.response().status, 101);
+            ws_text(c);
+            ws_send_text(c, "40");
+            ws_send_text(c, &format!(r#"421["join","room{}"]"#, i % 50));
+            ws_send_text(c, &format!(r#"42["msg","round {r}"]"#));
+        }
+        for c in all.iter_mut() {
+            assert!(ws_text(c).starts_with("40{"));
+        }
+        for (i, mut c) in all.into_iter().enumerate() {
+            if i % 2 == 0 {
+                ws_send_text(&mut c, "1");
+            }
+            drop(c);
+        }
+        wait_stats(&server, "every session gone", |s| s["socketio"]["sessions"] == 0);
+    };
+    round(0);
+    let rss0 = settled_rss();
+    for r in 1..6 {
+        round(r);
+    }
+    let s = stats(&server);
+    assert_eq!((s["socketio"]["sockets"].as_u64(), s["subscribers"]["socketio"].as_u64()), (Some(0), Some(0)), "{s}");
+    let rss1 = settled_rss();
+    println!("RSS after the first round {rss0} KiB, after six {rss1} KiB (timers settled)");
+    assert_eq!(s["channels"], 0, "rooms without members or history are dropped: {s}");
+    assert!(rss1 < rss0 + 512, "RSS grew from {rss0} KiB to {rss1} KiB over five more rounds");
+}
