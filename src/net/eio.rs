@@ -231,12 +231,11 @@ fn flush(l: &mut Loop<'_>, slot: usize) {
             l.app.sio.touch(slot);
         }
         TransportKind::WebSocket => match live_conn(l.conns, s.ws) {
-            Some(conn) if matches!(conn.life, Life::Open) => {
-                if s.eio.has_output() {
-                    drain_to_ws(conn, s);
-                    wake(l.pending, conn);
-                }
+            Some(conn) if matches!(conn.life, Life::Open) && s.eio.has_output() => {
+                drain_to_ws(conn, s);
+                wake(l.pending, conn);
             }
+            Some(conn) if matches!(conn.life, Life::Open) => {}
             _ if s.ws.is_some() => {
                 s.eio.close(CloseReason::TransportClose);
                 return finish(l, slot);

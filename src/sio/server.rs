@@ -875,7 +875,7 @@ fn conformance_reply(s: &mut Session, name: &str, id: Option<u64>, args: &str, a
             if rebuilt == "[]" {
                 "]"
             } else {
-                rebuilt.strip_prefix('[').map(|r| &r[..]).unwrap_or("]")
+                rebuilt.strip_prefix('[').unwrap_or("]")
             }
         }
     };
