@@ -11,6 +11,12 @@ use std::time::Duration;
 pub struct Config {
     /// Where to listen. Default `127.0.0.1:8000`: loopback, so a first run exposes nothing.
     pub listen: SocketAddr,
+    /// `SO_REUSEPORT`: several processes listen on the same port and the kernel spreads
+    /// connections over them — the way to use more than one core (joined by Redis, later).
+    pub reuse_port: bool,
+    /// This process's name among several (`/stats`, `X-Pushwire-Node` on `/healthz`).
+    /// Default: random at start.
+    pub node_id: String,
     /// Serve files from this folder when no route matches (like express.static).
     pub static_dir: Option<PathBuf>,
 
@@ -131,6 +137,8 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8000)),
+            reuse_port: false,
+            node_id: crate::sio::server::random_node_id(),
             static_dir: None,
             max_head_bytes: 16 * 1024,
             max_headers: 100,

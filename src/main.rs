@@ -15,6 +15,9 @@ Usage: pushwire [OPTIONS]
 Options:
   --listen ADDR:PORT         address to listen on [default: 127.0.0.1:8000; the PORT and
                              HOST environment variables set port and address when absent]
+  --reuse-port               SO_REUSEPORT: several pushwire processes share the port
+                             (the kernel spreads connections over them)
+  --node-id ID               this process's name in /stats and /healthz [default: random]
   --static DIR               serve files from DIR when no route matches
   --max-head-bytes N         largest request head, bytes (431 past it) [default: 16384]
   --max-headers N            most request headers (431 past it) [default: 100]
@@ -134,6 +137,14 @@ fn parse_args() -> Result<Option<(Config, bool)>, lexopt::Error> {
     while let Some(arg) = parser.next()? {
         match arg {
             Long("listen") => listen = Some(parser.value()?.parse()?),
+            Long("reuse-port") => c.reuse_port = true,
+            Long("node-id") => {
+                let id = parser.value()?.string()?;
+                if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')) {
+                    return Err(format!("--node-id {id:?}: 1-64 characters of A-Z a-z 0-9 - _ .").into());
+                }
+                c.node_id = id;
+            }
             Long("static") => c.static_dir = Some(PathBuf::from(parser.value()?)),
             Long("max-head-bytes") => c.max_head_bytes = parser.value()?.parse()?,
             Long("max-headers") => {

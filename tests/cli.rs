@@ -121,3 +121,40 @@ fn the_open_files_limit_is_raised_and_checked() {
     assert_ne!(f[3], "256", "{line}");
     assert!(server.log().contains("--max-connections 99999999 is above"), "{}", server.log());
 }
+
+// ---------------------------------------------------------------------------------------------
+// --reuse-port and --node-id (issue 12: several processes, one port)
+// ---------------------------------------------------------------------------------------------
+
+/// Rule: with `--reuse-port`, two processes listen on one port and the kernel spreads new
+/// connections over both (each answers `/healthz` with its `X-Pushwire-Node`); without it the
+/// second cannot bind and says so.
+#[test]
+fn reuse_port_lets_two_processes_share_a_port() {
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let listen = format!("127.0.0.1:{port}");
+    let start = |id: &str| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_pushwire"));
+        cmd.args(["--listen", &listen, "--stats-interval", "0", "--reuse-port", "--node-id", id]);
+        Server::spawn(cmd)
+    };
+    let a = start("node-a");
+    let b = start("node-b");
+    let mut seen = std::collections::BTreeMap::new();
+    for _ in 0..200 {
+        let r = a.request("GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+        assert_eq!(r.status, 200);
+        *seen.entry(r.header("x-pushwire-node").unwrap_or("none").to_string()).or_insert(0) += 1;
+        if seen.len() == 2 {
+            break;
+        }
+    }
+    assert_eq!(seen.keys().collect::<Vec<_>>(), ["node-a", "node-b"], "both processes accept: {seen:?}");
+    assert_eq!(stats(&a)["node_id"].as_str().is_some_and(|n| n == "node-a" || n == "node-b"), true);
+    drop(b);
+    // Without --reuse-port a second process on a taken port fails at start.
+    let (status, _, err) = run_cli(&["--listen", &listen, "--stats-interval", "0"], &[]);
+    assert!(!status.success() && err.contains("cannot start"), "{status:?} {err}");
+    let (status, _, err) = run_cli(&["--node-id", "bad id!"], &[]);
+    assert_eq!(status.code(), Some(2), "{err}");
+}

@@ -49,13 +49,14 @@ fn index(ctx: &mut Ctx<'_>, req: &Request, _: &Params) -> Reply {
 }
 
 /// `GET /healthz`: liveness for load balancers and load tests.
-fn healthz(_: &mut Ctx<'_>, _: &Request, _: &Params) -> Reply {
-    Response::new(200, "text/plain; charset=utf-8", Body::Static(b"ok\n")).into()
+fn healthz(ctx: &mut Ctx<'_>, _: &Request, _: &Params) -> Reply {
+    Response::new(200, "text/plain; charset=utf-8", Body::Static(b"ok\n")).header("X-Pushwire-Node", ctx.config.node_id.clone()).into()
 }
 
 /// `GET /stats`: the counters as JSON.
 fn stats(ctx: &mut Ctx<'_>, _: &Request, _: &Params) -> Reply {
     let mut v = ctx.stats.to_json(ctx.now, ctx.hub);
+    v["node_id"] = ctx.config.node_id.clone().into();
     v["socketio"] = serde_json::json!({"sessions": ctx.sio.sessions.len(), "sockets": ctx.sio.socket_count()});
     Response::json(200, &v).header("Cache-Control", "no-store").into()
 }

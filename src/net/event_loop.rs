@@ -89,7 +89,7 @@ impl Server {
     /// tests can run several servers in one process.
     pub fn bind(config: Config) -> io::Result<Server> {
         let poll = Poll::new()?;
-        let mut listener = listen(config.listen)?;
+        let mut listener = listen(config.listen, config.reuse_port)?;
         let local_addr = listener.local_addr()?;
         poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
         let now = Instant::now();
@@ -601,10 +601,13 @@ const LISTEN_BACKLOG: i32 = 4096;
 
 /// Binds the listening socket the way mio would (non-blocking, `SO_REUSEADDR` so a restart
 /// can bind while old connections sit in TIME_WAIT), with a deep backlog.
-fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+fn listen(addr: SocketAddr, reuse_port: bool) -> io::Result<TcpListener> {
     use socket2::{Domain, Socket, Type};
     let sock = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
     sock.set_reuse_address(true)?;
+    if reuse_port {
+        sock.set_reuse_port(true)?;
+    }
     sock.set_nonblocking(true)?;
     sock.bind(&addr.into())?;
     sock.listen(LISTEN_BACKLOG)?;

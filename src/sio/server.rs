@@ -49,6 +49,11 @@ fn encode_sid(raw: [u8; 15]) -> Sid {
     sid
 }
 
+/// A node id: 8 characters of the same alphabet as session ids.
+pub fn random_node_id() -> String {
+    sid_str(&random_sid())[..8].to_string()
+}
+
 /// A session id names its slot (its first 4 bytes) besides 11 random bytes (88 bits, still
 /// unguessable): finding a session is the slot and one comparison, with no map to keep.
 fn session_sid(slot: usize) -> Sid {
