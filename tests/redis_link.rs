@@ -71,11 +71,19 @@ impl<T: std::fmt::Debug> Driver<T> {
         let mut got = Vec::new();
         let mut buf = [0u8; 4096];
         while got.len() < want {
-            let n = self.sock.read(&mut buf).unwrap();
-            if n == 0 {
-                got.push(self.link.on_closed(Instant::now(), "closed"));
-                break;
-            }
+            // A killed Redis may reset the connection rather than close it: both are a close.
+            let n = match self.sock.read(&mut buf) {
+                Ok(0) => {
+                    got.push(self.link.on_closed(Instant::now(), "closed"));
+                    break;
+                }
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                    got.push(self.link.on_closed(Instant::now(), "reset"));
+                    break;
+                }
+                Err(e) => panic!("read: {e}"),
+            };
             got.extend(self.link.on_input(&buf[..n], Instant::now()));
         }
         got
