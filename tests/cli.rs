@@ -150,7 +150,7 @@ fn reuse_port_lets_two_processes_share_a_port() {
         }
     }
     assert_eq!(seen.keys().collect::<Vec<_>>(), ["node-a", "node-b"], "both processes accept: {seen:?}");
-    assert_eq!(stats(&a)["node_id"].as_str().is_some_and(|n| n == "node-a" || n == "node-b"), true);
+    assert!(stats(&a)["node_id"].as_str().is_some_and(|n| n == "node-a" || n == "node-b"));
     drop(b);
     // Without --reuse-port a second process on a taken port fails at start.
     let (status, _, err) = run_cli(&["--listen", &listen, "--stats-interval", "0"], &[]);

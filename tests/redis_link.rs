@@ -24,8 +24,12 @@ impl Drop for Redis {
 }
 
 fn redis(extra: &[&str]) -> Redis {
+    // One start at a time: a port picked by binding 0 is free only until someone takes it,
+    // and the tests of this file run in parallel.
+    static STARTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = STARTING.lock().unwrap_or_else(|e| e.into_inner());
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let child = Command::new("redis-server")
+    let mut child = Command::new("redis-server")
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
         .args(extra)
         .stdout(Stdio::null())
@@ -34,6 +38,7 @@ fn redis(extra: &[&str]) -> Redis {
         .expect("redis-server (apt-get install redis-server; scripts/setup-e2e.sh does it)");
     let t0 = Instant::now();
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(child.try_wait().unwrap().is_none(), "redis-server exited at start");
         assert!(t0.elapsed() < Duration::from_secs(10), "redis-server did not start");
         std::thread::sleep(Duration::from_millis(20));
     }

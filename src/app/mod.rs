@@ -22,7 +22,6 @@ use std::time::Instant;
 pub use demos::TICK;
 pub use router::{Handler, Match, Params, Router};
 pub use pubsub::cors_headers_for as cors_headers;
-pub use sio_http::poll_answer as sio_poll_answer;
 pub use stats::{ConnKind, Stats};
 
 use crate::config::Config;

@@ -14,11 +14,6 @@ fn error(ctx: &Ctx<'_>, e: RequestError) -> Reply {
     pubsub::with_cors(ctx, Response::new(400, "application/json", Body::Owned(e.body().into_bytes()))).into()
 }
 
-/// A polling answer: the waiting packets joined by 0x1E (`6` when released empty).
-pub fn poll_answer(payload: Vec<u8>) -> Response {
-    Response::new(200, "text/plain; charset=UTF-8", Body::Owned(payload))
-}
-
 /// `engine_echo`: the request came to the conformance preset's bare Engine.IO path.
 pub fn handle(ctx: &mut Ctx<'_>, req: &Request, engine_echo: bool) -> Reply {
     if req.head.method == Method::Options {
@@ -63,9 +58,9 @@ pub fn handle(ctx: &mut Ctx<'_>, req: &Request, engine_echo: bool) -> Reply {
                 Err(e) => e.response().into(),
             };
         }
+        // The open packet is the answer of the first GET, like any packet waiting.
         let slot = ctx.sio.open(TransportKind::Polling, cfg, now, engine_echo);
-        let payload = ctx.sio.sessions[slot].take_poll_payload();
-        return pubsub::with_cors(ctx, poll_answer(payload)).into();
+        return Reply::EioHold(ctx.sio.sessions[slot].sink(slot));
     };
     let Some(slot) = ctx.sio.find(&sid) else { return error(ctx, RequestError::UnknownSid) };
     let s = &mut ctx.sio.sessions[slot];
@@ -93,10 +88,7 @@ pub fn handle(ctx: &mut Ctx<'_>, req: &Request, engine_echo: bool) -> Reply {
                 ctx.sio.close(slot, CloseReason::TransportError);
                 return error(ctx, RequestError::BadRequest);
             }
-            if s.eio.has_output() || s.eio.releases_polls() {
-                let payload = s.take_poll_payload();
-                return pubsub::with_cors(ctx, poll_answer(payload)).into();
-            }
+            // Answered at once when packets wait (net/eio.rs `hold`), else held.
             Reply::EioHold(session)
         }
         Method::Post => {

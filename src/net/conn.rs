@@ -155,6 +155,15 @@ impl Conn {
         }
     }
 
+    /// Puts the connection on the loop's pending list (once): it has work no event will
+    /// announce (output just queued by someone else's turn, input left unread).
+    pub fn wake(&mut self, pending: &mut std::collections::VecDeque<mio::Token>) {
+        if !self.pending {
+            self.pending = true;
+            pending.push_back(mio::Token(self.token));
+        }
+    }
+
     /// After a long-poll is answered the connection reads requests again.
     pub fn back_to_http(&mut self, cfg: &Config) {
         self.transport = Transport::Http(Http { reader: RequestReader::new(reader_limits(cfg)), head_started: None, file: None });

@@ -18,9 +18,9 @@ use super::ws;
 use crate::app::{App, ConnKind, WsSession};
 use crate::hub::SinkRef;
 use crate::proto::engineio::{self, Packet};
-use crate::proto::http1::{DateCache, Persist};
+use crate::proto::http1::{response, DateCache, Persist};
 use crate::proto::ws::{close, OpCode};
-use crate::sio::server::{self, ProbeAction};
+use crate::sio::server::{self, PollPart, PollPayload, ProbeAction};
 use crate::sio::session::{CloseReason, Out, TransportKind, Via};
 
 /// A polling GET held for a session until it has packets.
@@ -37,27 +37,43 @@ fn conn_ref(conn: &Conn) -> SinkRef {
     SinkRef::conn(conn.token, conn.id)
 }
 
-/// Carries out `Reply::EioHold`.
+/// Carries out `Reply::EioHold`: every polling GET (the handshake's too) comes here. One
+/// with packets waiting (or released for an upgrade) is answered at once, in this turn's
+/// write; else it is held until the session has some.
 pub fn hold(conn: &mut Conn, session: SinkRef, persist: Persist, env: &mut Env<'_>) {
     let me = conn_ref(conn);
     let cfg = &env.app.config;
     let until = env.now + cfg.sio_ping_interval + cfg.sio_ping_timeout;
     let headers = crate::app::cors_headers(cfg);
     let Some(s) = env.app.sio.get_mut(session) else { return };
-    s.get = Some(me);
-    env.app.sio.touch(session.slot as usize);
     conn.transport = Transport::EioPoll(EioPoll { session, persist, headers, until });
     env.app.stats.conn_closed(ConnKind::Http);
     env.app.stats.conn_opened(ConnKind::LongPoll);
+    if s.eio.has_output() || s.eio.releases_polls() {
+        let payload = s.take_poll_payload();
+        answer_get(conn, payload, env.app, env.date);
+    } else {
+        s.get = Some(me);
+    }
+    env.app.sio.touch(session.slot as usize);
 }
 
 /// Answers a held GET with `payload` and returns the connection to HTTP.
-fn answer_get(conn: &mut Conn, payload: Vec<u8>, app: &mut App, date: &DateCache) {
+fn answer_get(conn: &mut Conn, payload: PollPayload, app: &mut App, date: &DateCache) {
     let Transport::EioPoll(p) = &conn.transport else { return };
     let persist = p.persist;
-    let mut resp = crate::app::sio_poll_answer(payload);
-    resp.headers.extend(p.headers.iter().cloned());
-    conn.queue_response(resp, false, persist, date);
+    let mut headers = vec![("Content-Type", Cow::Borrowed("text/plain; charset=UTF-8"))];
+    headers.extend(p.headers.iter().cloned());
+    conn.out.with_tail(|v| response::write_head(v, 200, &headers, Some(payload.len as u64), persist, date));
+    for part in payload.parts {
+        match part {
+            PollPart::Owned(v) => conn.out.push_owned(v),
+            PollPart::Shared(s) => conn.out.push_shared(s),
+        }
+    }
+    if persist == Persist::Close {
+        conn.life = Life::CloseAfterFlush;
+    }
     conn.back_to_http(&app.config);
     app.stats.conn_closed(ConnKind::LongPoll);
     app.stats.conn_opened(ConnKind::Http);
@@ -199,13 +215,6 @@ fn live_conn(conns: &mut Slab<Conn>, r: Option<SinkRef>) -> Option<&mut Conn> {
     conns.get_mut(r.slot as usize).filter(|c| c.id == r.id && !c.dead)
 }
 
-fn wake(pending: &mut VecDeque<Token>, conn: &mut Conn) {
-    if !conn.pending {
-        conn.pending = true;
-        pending.push_back(Token(conn.token));
-    }
-}
-
 /// Flushes every session something touched since the last call.
 pub fn flush_sessions(l: &mut Loop<'_>) {
     while let Some(slot) = l.app.sio.next_touched() {
@@ -225,15 +234,15 @@ fn flush(l: &mut Loop<'_>, slot: usize) {
             // over the WebSocket on the next flush.
             let get = s.get.take();
             if let Some(conn) = live_conn(l.conns, get) {
-                answer_get(conn, b"6".to_vec(), l.app, l.date);
-                wake(l.pending, conn);
+                answer_get(conn, PollPayload::text(b"6"), l.app, l.date);
+                conn.wake(l.pending);
             }
             l.app.sio.touch(slot);
         }
         TransportKind::WebSocket => match live_conn(l.conns, s.ws) {
             Some(conn) if matches!(conn.life, Life::Open) && s.eio.has_output() => {
                 drain_to_ws(conn, s);
-                wake(l.pending, conn);
+                conn.wake(l.pending);
             }
             Some(conn) if matches!(conn.life, Life::Open) => {}
             _ if s.ws.is_some() => {
@@ -248,7 +257,7 @@ fn flush(l: &mut Loop<'_>, slot: usize) {
                     let payload = s.take_poll_payload();
                     s.get = None;
                     answer_get(conn, payload, l.app, l.date);
-                    wake(l.pending, conn);
+                    conn.wake(l.pending);
                 }
             }
         }
@@ -269,9 +278,9 @@ fn finish(l: &mut Loop<'_>, slot: usize) {
     let why = s.eio.closed.unwrap_or(CloseReason::TransportClose);
     log::debug!("socket.io session {}: closed ({why:?})", server::sid_str(&s.sid));
     if let Some(conn) = live_conn(l.conns, s.get) {
-        let packet = if why == CloseReason::ClientClose { b"6".to_vec() } else { b"1".to_vec() };
+        let packet = PollPayload::text(if why == CloseReason::ClientClose { b"6" } else { b"1" });
         answer_get(conn, packet, l.app, l.date);
-        wake(l.pending, conn);
+        conn.wake(l.pending);
     }
     for r in [s.ws, s.probe] {
         if let Some(conn) = live_conn(l.conns, r) {
@@ -284,7 +293,7 @@ fn finish(l: &mut Loop<'_>, slot: usize) {
                     _ => (close::NORMAL, ""),
                 };
                 ws::queue_close(conn, code, reason);
-                wake(l.pending, conn);
+                conn.wake(l.pending);
             }
         }
     }
@@ -303,7 +312,7 @@ pub fn on_timer(l: &mut Loop<'_>, session: SinkRef, at: Instant) {
         if let Some(s) = l.app.sio.get_mut(session) {
             if let Some(conn) = live_conn(l.conns, s.probe.take()) {
                 ws::queue_close(conn, close::NORMAL, "upgrade timeout");
-                wake(l.pending, conn);
+                conn.wake(l.pending);
             }
         }
     }

@@ -352,9 +352,8 @@ impl Server {
             let lingering = matches!(conn.life, Life::Lingering { .. });
             let more_input = (conn.read_ready || conn.stalled) && (conn.wants_input(cfg) || lingering);
             let more_file = conn.sending_file() && conn.out.is_empty();
-            if (more_input || more_file) && !conn.pending {
-                conn.pending = true;
-                self.pending.push_back(token);
+            if more_input || more_file {
+                conn.wake(&mut self.pending);
             }
             if let Transport::Http(h) = &mut conn.transport {
                 if h.head_started.is_none() && !conn.inbuf.is_empty() && !h.reader.in_body() {
@@ -453,10 +452,7 @@ impl Server {
                 }
                 conn.out.push_shared(run.encoded(enc).clone());
                 delivered += (msgs.len() - from) as u64;
-                if !conn.pending {
-                    conn.pending = true;
-                    self.pending.push_back(Token(conn.token));
-                }
+                conn.wake(&mut self.pending);
                 continue;
             }
             let token = sub.sink.slot as usize;
@@ -473,10 +469,7 @@ impl Server {
                 Pushed::CutOff => cut += 1,
                 Pushed::Skipped => continue,
             }
-            if !conn.pending {
-                conn.pending = true;
-                self.pending.push_back(Token(token));
-            }
+            conn.wake(&mut self.pending);
         }
         self.app.hub.stats.delivered += delivered;
         self.app.hub.stats.slow_consumer_disconnects += cut;

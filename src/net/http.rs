@@ -87,8 +87,8 @@ fn respond(conn: &mut Conn, req: &Request, env: &mut Env<'_>) {
     let reply = match reply {
         // Shutting down: no new long-lived connection would outlive the drain anyway.
         Reply::WebSocket { .. } | Reply::Subscribe(_) | Reply::EioHold(_) if env.draining => {
-            if let Reply::WebSocket { session: crate::app::WsSession::Eio { session, probe: false }, .. } = &reply {
-                // The session the handshake opened will have no transport.
+            // A session the handshake opened (or one polling now) will have no transport.
+            if let Reply::WebSocket { session: crate::app::WsSession::Eio { session, probe: false }, .. } | Reply::EioHold(session) = &reply {
                 env.app.sio.close(session.slot as usize, crate::sio::session::CloseReason::ServerShutdown);
             }
             Reply::Response(Response::static_text(503, "server shutting down\n").header("Retry-After", "1"))

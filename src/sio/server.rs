@@ -260,29 +260,91 @@ impl Session {
         self.sockets.iter().position(|s| s.nsp.as_str() == nsp)
     }
 
-    /// The polling answer: every waiting packet, joined by the record separator.
-    pub fn take_poll_payload(&mut self) -> Vec<u8> {
+    /// The polling answer: every waiting packet, joined by the record separator (`6` when
+    /// nothing waits).
+    pub fn take_poll_payload(&mut self) -> PollPayload {
         let enc = self.poll_encoding();
-        let mut body = Vec::new();
+        let mut p = PollPayload::default();
+        let mut own = Vec::new();
         for out in self.eio.take_queue() {
             match out {
                 Out::Text(t) => {
-                    body.push(engineio::SEPARATOR);
-                    body.extend_from_slice(&t);
+                    own.push(engineio::SEPARATOR);
+                    own.extend_from_slice(&t);
                 }
                 Out::Binary(b) => {
-                    body.push(engineio::SEPARATOR);
-                    engineio::encode_poll_binary(&mut body, &b);
+                    own.push(engineio::SEPARATOR);
+                    engineio::encode_poll_binary(&mut own, &b);
                 }
-                Out::Msg(m) => body.extend_from_slice(m.encoded(enc)),
+                Out::Msg(m) => {
+                    p.push(PollPart::Owned(std::mem::take(&mut own)));
+                    p.push(PollPart::Shared(m.encoded(enc).clone()));
+                }
             }
         }
-        if body.is_empty() {
-            return b"6".to_vec();
+        p.push(PollPart::Owned(own));
+        if p.len == 0 {
+            return PollPayload::text(b"6");
         }
-        body.remove(0);
-        body
+        // Every element carries the separator before it; the first one's goes.
+        match &mut p.parts[0] {
+            PollPart::Owned(v) => {
+                v.remove(0);
+            }
+            PollPart::Shared(s) => p.parts[0] = PollPart::Owned(s[1..].to_vec()),
+        }
+        p.len -= 1;
+        p
     }
+}
+
+/// A polling answer as it goes out: hub messages stay their shared encodings, so a room
+/// message polled by many sessions is queued by reference to each, never copied per session
+/// (the first element, which loses its separator, is the only copy).
+#[derive(Debug, Default)]
+pub struct PollPayload {
+    pub parts: Vec<PollPart>,
+    /// Bytes in all parts (the Content-Length).
+    pub len: usize,
+}
+
+#[derive(Debug)]
+pub enum PollPart {
+    Owned(Vec<u8>),
+    Shared(Rc<[u8]>),
+}
+
+impl PollPayload {
+    /// One packet, as a whole answer (`1`, `6`).
+    pub fn text(bytes: &[u8]) -> PollPayload {
+        PollPayload { parts: vec![PollPart::Owned(bytes.to_vec())], len: bytes.len() }
+    }
+
+    fn push(&mut self, part: PollPart) {
+        let n = match &part {
+            PollPart::Owned(v) => v.len(),
+            PollPart::Shared(s) => s.len(),
+        };
+        if n > 0 {
+            self.len += n;
+            self.parts.push(part);
+        }
+    }
+
+    /// All of it in one buffer (tests).
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(self.len);
+        for p in &self.parts {
+            v.extend_from_slice(match p {
+                PollPart::Owned(o) => o,
+                PollPart::Shared(s) => s,
+            });
+        }
+        v
+    }
+}
+
+impl Session {
 }
 
 /// What the loop must do with a probing WebSocket after one of its packets.

@@ -69,7 +69,7 @@ impl World {
     }
 
     fn poll_payload(&mut self, slot: usize) -> String {
-        String::from_utf8(self.sio.sessions[slot].take_poll_payload()).unwrap()
+        String::from_utf8(self.sio.sessions[slot].take_poll_payload().to_vec()).unwrap()
     }
 }
 
