@@ -17,6 +17,9 @@ pub struct Config {
     /// This process's name among several (`/stats`, `X-Pushwire-Node` on `/healthz`).
     /// Default: random at start.
     pub node_id: String,
+    /// `--redis redis://[user:password@]HOST:PORT[/db]`: join the nodes that use the same
+    /// Redis (channels, users and history shared). `None`: standalone.
+    pub redis: Option<crate::cluster::url::RedisUrl>,
     /// Serve files from this folder when no route matches (like express.static).
     pub static_dir: Option<PathBuf>,
 
@@ -139,6 +142,7 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8000)),
             reuse_port: false,
             node_id: crate::sio::server::random_node_id(),
+            redis: None,
             static_dir: None,
             max_head_bytes: 16 * 1024,
             max_headers: 100,

@@ -18,6 +18,7 @@ Options:
   --reuse-port               SO_REUSEPORT: several pushwire processes share the port
                              (the kernel spreads connections over them)
   --node-id ID               this process's name in /stats and /healthz [default: random]
+  --redis URL                join a cluster through Redis: redis://[user:password@]HOST:PORT[/db]
   --static DIR               serve files from DIR when no route matches
   --max-head-bytes N         largest request head, bytes (431 past it) [default: 16384]
   --max-headers N            most request headers (431 past it) [default: 100]
@@ -144,6 +145,10 @@ fn parse_args() -> Result<Option<(Config, bool)>, lexopt::Error> {
                     return Err(format!("--node-id {id:?}: 1-64 characters of A-Z a-z 0-9 - _ .").into());
                 }
                 c.node_id = id;
+            }
+            Long("redis") => {
+                let v = parser.value()?.string()?;
+                c.redis = Some(v.parse().map_err(|e| format!("--redis: {e}"))?);
             }
             Long("static") => c.static_dir = Some(PathBuf::from(parser.value()?)),
             Long("max-head-bytes") => c.max_head_bytes = parser.value()?.parse()?,

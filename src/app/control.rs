@@ -22,7 +22,8 @@ use std::time::Instant;
 use serde_json::{json, Value};
 
 use super::{App, WsPublish};
-use crate::hub::{valid_channel_name, Encoding, Hub, HubError, TopicKey};
+use super::cluster::{Published, Then};
+use crate::hub::{valid_channel_name, Encoding, Hub, HubError, SinkRef, TopicKey};
 
 /// What the control protocol needs from the connection it runs on.
 pub trait ControlLink {
@@ -38,6 +39,10 @@ pub trait ControlLink {
     fn send_text(&mut self, text: Vec<u8>);
     /// Queues an already-encoded frame (a message replayed from history).
     fn send_frame(&mut self, frame: Rc<[u8]>);
+    /// The connection, as the hub knows it.
+    fn sink(&self) -> SinkRef;
+    /// Holds back live messages of a followed topic until a resume from Redis is complete.
+    fn mute(&mut self, hub: &mut Hub, key: &TopicKey);
 }
 
 /// Most channels one control connection may follow.
@@ -82,6 +87,13 @@ fn run(link: &mut dyn ControlLink, app: &mut App, data: &[u8], publish: WsPublis
                 }
             };
             send(link, &json!({"ok": "subscribe", "channel": name}));
+            if let (Some(since), Some(_)) = (since, &app.cluster) {
+                // In a cluster the streams in Redis know what came after `since`: live
+                // messages wait until the loop has replayed those.
+                link.mute(&mut app.hub, &key);
+                app.resumes.push((link.sink(), vec![key], since));
+                return Ok(());
+            }
             if since.is_some_and(|s| s > app.hub.last_id()) {
                 // An id no message has had (another deployment, a clock that was ahead):
                 // the client's position means nothing here, and it must be told.
@@ -120,8 +132,12 @@ fn run(link: &mut dyn ControlLink, app: &mut App, data: &[u8], publish: WsPublis
                 Some(Value::String(e)) if !e.is_empty() && !e.contains(['\r', '\n']) => Some(e.as_str()),
                 Some(_) => return Err("invalid \"event\": one line of text".into()),
             };
-            let msg = app.publish(&TopicKey::channel(name), event, data.as_bytes(), now, wall_us).map_err(|e| e.to_string())?;
-            send(link, &json!({"ok": "publish", "channel": name, "id": msg.id.to_string()}));
+            let then = Then::WsAck { conn: link.sink(), channel: name.into() };
+            match app.publish(&TopicKey::channel(name), event, data.as_bytes(), now, wall_us, then).map_err(|e| e.to_string())? {
+                Published::Local(msg) => send(link, &json!({"ok": "publish", "channel": name, "id": msg.id.to_string()})),
+                // The ack goes out when Redis has taken it.
+                Published::Sent => {}
+            }
         }
         other => return Err(format!("unknown op {other:?}: expected subscribe, unsubscribe or publish")),
     }

@@ -7,7 +7,8 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 
-use super::pubsub::{self, resume_id};
+use super::cluster::{self, Answer, Published};
+use super::pubsub::{self, resume_id, ToUser};
 use super::{Ctx, Params, Reply, StreamKind, Subscription, WsSession};
 use crate::hub::{valid_user_name, TopicKey};
 use crate::proto::http1::{Body, Method, Request, Response};
@@ -40,9 +41,10 @@ pub fn chat_post(ctx: &mut Ctx<'_>, req: &Request, _: &Params) -> Reply {
     if let Some(denied) = pubsub::check_token(ctx, req) {
         return denied;
     }
-    match ctx.publish(&TopicKey::channel(CHAT), None, &req.body) {
-        Ok(_) => Response::empty(204).into(),
-        Err(e) => pubsub::hub_error(ctx, e),
+    match ctx.publish_for(&TopicKey::channel(CHAT), None, req.body[..].into(), Default::default(), Answer::Chat) {
+        Ok(Published::Local(_)) => Response::empty(204).into(),
+        Ok(Published::Sent) => Reply::Parked,
+        Err(e) => cluster::unavailable(ctx, e),
     }
 }
 
@@ -69,8 +71,16 @@ pub fn tick(ctx: &mut Ctx<'_>) -> bool {
         return false;
     }
     let now = time_text(ctx.wall_us);
-    // The channel has listeners, so it exists: publishing cannot hit the channel cap.
-    ctx.publish(&key, None, now.as_bytes()).is_ok()
+    // The channel has listeners, so it exists: publishing cannot hit the channel cap. Each
+    // node ticks for its own listeners, also in a cluster (through Redis every listener
+    // would get one tick per node).
+    match ctx.hub.publish(&key, None, now.as_bytes().into(), ctx.now, ctx.wall_us) {
+        Ok(msg) => {
+            ctx.outbox.push(msg);
+            true
+        }
+        Err(_) => false,
+    }
 }
 
 /// How often the ticker ticks.
@@ -110,9 +120,11 @@ pub fn rest_message(ctx: &mut Ctx<'_>, req: &Request, _: &Params) -> Reply {
         return fail(400, "invalid recipient name");
     }
     let payload = serde_json::to_vec(&json!({"from": from, "content": content})).unwrap_or_default();
-    match pubsub::send_to_user(ctx, to, None, &payload) {
-        0 => fail(200, "recipient offline"),
-        _ => Response::json(200, &json!({"succeed": true})).into(),
+    match pubsub::send_to_user(ctx, to, None, &payload, Answer::RestMessage) {
+        ToUser::Offline => fail(200, "recipient offline"),
+        ToUser::Delivered(_) => Response::json(200, &json!({"succeed": true})).into(),
+        ToUser::Parked => Reply::Parked,
+        ToUser::Failed(e) => cluster::unavailable(ctx, e),
     }
 }
 

@@ -5,6 +5,7 @@
 //! reply (write a response, stream a file, and in later layers switch the connection to a
 //! WebSocket or an event stream).
 
+pub mod cluster;
 pub mod control;
 mod demos;
 mod pubsub;
@@ -25,7 +26,8 @@ pub use pubsub::cors_headers_for as cors_headers;
 pub use stats::{ConnKind, Stats};
 
 use crate::config::Config;
-use crate::hub::{Hub, HubError, HubLimits, Message, SinkRef, TopicKey};
+use crate::cluster::node::Node;
+use crate::hub::{Extra, Hub, HubLimits, Message, SinkRef, TopicKey};
 use crate::sio::SioServer;
 use crate::proto::http1::{Method, Request, Response};
 use static_files::StaticDir;
@@ -44,6 +46,9 @@ pub enum Reply {
     Subscribe(Subscription),
     /// Hold this polling GET for the Engine.IO session until it has packets to send.
     EioHold(SinkRef),
+    /// Cluster: the answer depends on Redis; the loop writes it when Redis answers
+    /// ([`cluster::Then::Http`]). The connection reads nothing more meanwhile.
+    Parked,
 }
 
 /// What a WebSocket connection does with the messages it receives.
@@ -119,14 +124,17 @@ pub struct Ctx<'a> {
     pub sio: &'a mut SioServer,
     /// `--sio-client-js`, read at start.
     pub sio_client_js: Option<&'a Rc<[u8]>>,
+    /// The Redis side, when the node is part of a cluster.
+    pub cluster: Option<&'a mut Node<cluster::Then>>,
+    /// The connection the request came on.
+    pub conn: SinkRef,
 }
 
 impl Ctx<'_> {
-    /// Records a message and queues it for delivery to the topic's subscribers.
-    pub fn publish(&mut self, key: &TopicKey, event: Option<&str>, data: &[u8]) -> Result<Rc<Message>, HubError> {
-        let msg = self.hub.publish(key, event, data.into(), self.now, self.wall_us)?;
-        self.outbox.push(msg.clone());
-        Ok(msg)
+    /// Publishes with nobody waiting for the outcome (standalone: recorded and queued for
+    /// delivery; cluster: sent to Redis).
+    pub fn publish(&mut self, key: &TopicKey, event: Option<&str>, data: &[u8]) -> Result<cluster::Published, cluster::PublishError> {
+        self.publisher().publish(key, event, data.into(), Extra::default(), cluster::Then::Nothing)
     }
 }
 
@@ -139,6 +147,11 @@ pub struct App {
     /// The ticker should run; the loop arms its timer ([`App::tick`]) and clears this.
     pub ticker_wanted: bool,
     pub sio: SioServer,
+    /// The Redis side (`--redis`).
+    pub cluster: Option<Node<cluster::Then>>,
+    /// Cluster: subscribers that resume from an id, for the loop to hand to Redis once the
+    /// subscriptions they made are followed (`(sink, topics, since)`).
+    pub resumes: Vec<(SinkRef, Vec<TopicKey>, u64)>,
     sio_client_js: Option<Rc<[u8]>>,
     router: Router,
     static_dir: Option<StaticDir>,
@@ -156,13 +169,20 @@ impl App {
             history_bytes: config.history_bytes,
             max_channels: config.max_channels,
         };
-        let hub = Hub::new(limits, wall_us);
+        let mut hub = Hub::new(limits, wall_us);
+        let cluster = config.redis.clone().map(|url| {
+            hub.changes = Some(Vec::new());
+            let ttl_ms = config.history_ttl.as_millis().min(u64::MAX as u128) as u64;
+            Node::new(url, config.node_id.clone(), config.history_len, ttl_ms, now, wall_us)
+        });
         let sio_client_js = match &config.sio_client_js {
             Some(f) => Some(Rc::from(std::fs::read(f).map_err(|e| std::io::Error::new(e.kind(), format!("--sio-client-js {}: {e}", f.display())))?)),
             None => None,
         };
         Ok(App {
             sio: SioServer::new(&config),
+            cluster,
+            resumes: Vec::new(),
             sio_client_js,
             router: routes::routes(),
             stats: Stats::new(now),
@@ -174,20 +194,22 @@ impl App {
         })
     }
 
-    /// Records a message and queues it for delivery (publishing from outside a route
-    /// handler: WebSocket frames, timers).
-    pub fn publish(&mut self, key: &TopicKey, event: Option<&str>, data: &[u8], now: Instant, wall_us: u64) -> Result<Rc<Message>, HubError> {
-        let msg = self.hub.publish(key, event, data.into(), now, wall_us)?;
-        self.outbox.push(msg.clone());
-        Ok(msg)
+    /// Publishes from outside a route handler (WebSocket frames, timers); `then`: what to do
+    /// when Redis answers, in a cluster.
+    pub fn publish(&mut self, key: &TopicKey, event: Option<&str>, data: &[u8], now: Instant, wall_us: u64, then: cluster::Then) -> Result<cluster::Published, cluster::PublishError> {
+        self.publisher(now, wall_us).publish(key, event, data.into(), Extra::default(), then)
+    }
+
+    pub fn publisher(&mut self, now: Instant, wall_us: u64) -> cluster::Publisher<'_> {
+        cluster::Publisher { hub: &mut self.hub, outbox: &mut self.outbox, cluster: self.cluster.as_mut(), now, wall_us }
     }
 
     /// The ticker's timer fired: returns when it should fire next (`None`: nobody listens).
     pub fn tick(&mut self, now: Instant, wall_us: u64) -> Option<Instant> {
-        demos::tick(&mut self.ctx(now, wall_us)).then(|| now + demos::TICK)
+        demos::tick(&mut self.ctx(now, wall_us, SinkRef::conn(usize::MAX, 0))).then(|| now + demos::TICK)
     }
 
-    fn ctx(&mut self, now: Instant, wall_us: u64) -> Ctx<'_> {
+    fn ctx(&mut self, now: Instant, wall_us: u64, conn: SinkRef) -> Ctx<'_> {
         Ctx {
             config: &self.config,
             stats: &self.stats,
@@ -199,27 +221,29 @@ impl App {
             ticker_wanted: &mut self.ticker_wanted,
             sio: &mut self.sio,
             sio_client_js: self.sio_client_js.as_ref(),
+            cluster: self.cluster.as_mut(),
+            conn,
         }
     }
 
     /// Routes one request. Unknown paths fall through to the static folder, then 404.
-    pub fn handle(&mut self, req: &Request, now: Instant, wall_us: u64) -> Reply {
+    pub fn handle(&mut self, req: &Request, now: Instant, wall_us: u64, conn: SinkRef) -> Reply {
         self.stats.requests += 1;
         let head = &req.head;
         let path = head.path();
         // Engine.IO's path is configurable, so it is matched here rather than registered.
         let sio_path = self.config.sio_path.trim_end_matches('/');
         if path.trim_end_matches('/') == sio_path {
-            return sio_http::handle(&mut self.ctx(now, wall_us), req, false);
+            return sio_http::handle(&mut self.ctx(now, wall_us, conn), req, false);
         }
         if self.config.sio_conformance && path.trim_end_matches('/') == "/engine.io" {
-            return sio_http::handle(&mut self.ctx(now, wall_us), req, true);
+            return sio_http::handle(&mut self.ctx(now, wall_us, conn), req, true);
         }
         if path.strip_prefix(sio_path) == Some("/socket.io.js") && matches!(head.method, Method::Get | Method::Head) {
-            return sio_http::client_js(&self.ctx(now, wall_us));
+            return sio_http::client_js(&self.ctx(now, wall_us, conn));
         }
         let found = self.router.lookup(head.method, path);
-        let mut ctx = self.ctx(now, wall_us);
+        let mut ctx = self.ctx(now, wall_us, conn);
         match found {
             Match::Found(handler, params) => handler(&mut ctx, req, &params),
             Match::MethodNotAllowed(allow) if head.method == Method::Options => {

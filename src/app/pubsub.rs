@@ -4,8 +4,9 @@
 
 use std::borrow::Cow;
 
+use super::cluster::{self, Answer, Published, PublishError};
 use super::{Ctx, Params, Reply, StreamKind, Subscription, WsPublish, WsSession};
-use crate::hub::{valid_channel_name, valid_user_name, HubError, TopicKey};
+use crate::hub::{valid_channel_name, valid_user_name, Extra, HubError, TopicKey};
 use crate::proto::http1::{Method, Request, Response};
 use crate::proto::ws::handshake;
 
@@ -33,9 +34,10 @@ pub fn channel_publish(ctx: &mut Ctx<'_>, req: &Request, p: &Params) -> Reply {
     }
     let key = TopicKey::channel(name);
     let subscribers = ctx.hub.subscriber_count(&key);
-    let msg = match ctx.publish(&key, event.as_deref(), &req.body) {
-        Ok(m) => m,
-        Err(e) => return hub_error(ctx, e),
+    let msg = match ctx.publish_for(&key, event.as_deref(), req.body[..].into(), Extra::default(), Answer::Channel) {
+        Ok(Published::Local(m)) => m,
+        Ok(Published::Sent) => return Reply::Parked,
+        Err(e) => return cluster::unavailable(ctx, e),
     };
     let body = serde_json::json!({"id": msg.id.to_string(), "subscribers": subscribers});
     with_cors(ctx, Response::json(202, &body)).into()
@@ -60,21 +62,39 @@ pub fn user_publish(ctx: &mut Ctx<'_>, req: &Request, p: &Params) -> Reply {
         return denied;
     }
     let event = query_values(req, "event").next();
-    match send_to_user(ctx, name, event.as_deref(), &req.body) {
-        0 => json_error(ctx, 404, "user offline"),
-        n => with_cors(ctx, Response::json(202, &serde_json::json!({"delivered": n}))).into(),
+    match send_to_user(ctx, name, event.as_deref(), &req.body, Answer::User) {
+        ToUser::Offline => json_error(ctx, 404, "user offline"),
+        ToUser::Delivered(n) => with_cors(ctx, Response::json(202, &serde_json::json!({"delivered": n}))).into(),
+        ToUser::Parked => Reply::Parked,
+        ToUser::Failed(e) => cluster::unavailable(ctx, e),
     }
 }
 
-/// Publishes to a user if it has connections; returns how many got it.
-pub fn send_to_user(ctx: &mut Ctx<'_>, name: &str, event: Option<&str>, data: &[u8]) -> usize {
+/// What sending to a user did.
+pub enum ToUser {
+    /// Standalone: this many connections got it.
+    Delivered(usize),
+    Offline,
+    /// Cluster: Redis says whether any node has the user (answered with `answer`).
+    Parked,
+    Failed(PublishError),
+}
+
+/// Publishes to a user if it has connections (in a cluster: on any node).
+pub fn send_to_user(ctx: &mut Ctx<'_>, name: &str, event: Option<&str>, data: &[u8], answer: Answer) -> ToUser {
     let key = TopicKey::user(name);
+    if ctx.cluster.is_some() {
+        return match ctx.publish_for(&key, event, data.into(), Extra::default(), answer) {
+            Ok(_) => ToUser::Parked,
+            Err(e) => ToUser::Failed(e),
+        };
+    }
     let n = ctx.hub.subscriber_count(&key);
     // Users are not under the channel cap: a user with connections always has its topic.
     if n > 0 && ctx.publish(&key, event, data).is_ok() {
-        return n;
+        return ToUser::Delivered(n);
     }
-    0
+    ToUser::Offline
 }
 
 /// `GET /subscribe?channel=a&channel=b`: several channels on one SSE stream or long-poll.

@@ -48,9 +48,15 @@ fn index(ctx: &mut Ctx<'_>, req: &Request, _: &Params) -> Reply {
     Response::new(200, "text/html; charset=utf-8", Body::Static(INDEX_HTML.as_bytes())).into()
 }
 
-/// `GET /healthz`: liveness for load balancers and load tests.
+/// `GET /healthz`: liveness for load balancers and load tests. In a cluster, `503` with the
+/// reason while Redis is unreachable: publishes fail here, so a balancer should send them
+/// elsewhere (subscribers stay connected and are filled in once Redis is back).
 fn healthz(ctx: &mut Ctx<'_>, _: &Request, _: &Params) -> Reply {
-    Response::new(200, "text/plain; charset=utf-8", Body::Static(b"ok\n")).header("X-Pushwire-Node", ctx.config.node_id.clone()).into()
+    let node = ctx.config.node_id.clone();
+    if let Some(why) = ctx.cluster.as_ref().and_then(|n| n.unavailable()) {
+        return Response::text(503, format!("unavailable: {why}\n")).header("X-Pushwire-Node", node).header("Retry-After", "1").into();
+    }
+    Response::new(200, "text/plain; charset=utf-8", Body::Static(b"ok\n")).header("X-Pushwire-Node", node).into()
 }
 
 /// `GET /stats`: the counters as JSON.
@@ -58,6 +64,16 @@ fn stats(ctx: &mut Ctx<'_>, _: &Request, _: &Params) -> Reply {
     let mut v = ctx.stats.to_json(ctx.now, ctx.hub);
     v["node_id"] = ctx.config.node_id.clone().into();
     v["socketio"] = serde_json::json!({"sessions": ctx.sio.sessions.len(), "sockets": ctx.sio.socket_count()});
+    if let Some(node) = ctx.cluster.as_ref() {
+        let (live, pending) = node.subscription_counts();
+        v["cluster"] = serde_json::json!({
+            "redis": ctx.config.redis.as_ref().map(|u| u.to_string()),
+            "up": node.unavailable().is_none(),
+            "reason": node.unavailable(),
+            "subscriptions": live,
+            "subscriptions_pending": pending,
+        });
+    }
     Response::json(200, &v).header("Cache-Control", "no-store").into()
 }
 

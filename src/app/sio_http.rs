@@ -103,7 +103,7 @@ pub fn handle(ctx: &mut Ctx<'_>, req: &Request, engine_echo: bool) -> Reply {
                     return error(ctx, RequestError::BadRequest);
                 }
             };
-            let mut env = Env { hub: ctx.hub, outbox: ctx.outbox, config: cfg, now, wall_us: ctx.wall_us };
+            let mut env = Env { hub: ctx.hub, outbox: ctx.outbox, cluster: ctx.cluster.as_deref_mut(), config: cfg, now, wall_us: ctx.wall_us };
             for p in packets {
                 ctx.sio.on_packet(slot, p, Via::Transport, &mut env);
             }
@@ -189,14 +189,14 @@ pub fn emit_api(ctx: &mut Ctx<'_>, req: &Request, _: &super::Params) -> Reply {
     };
     let subscribers = ctx.hub.subscriber_count(&key);
     let plain: std::rc::Rc<[u8]> = crate::sio::wire::SioPayload::plain_data(&value).into();
-    let extra = crate::hub::Extra { sio: Some(Box::new(crate::sio::wire::SioPayload { args: full.into(), attachments: Vec::new() })), origin: None };
+    let extra = crate::hub::Extra { sio: Some(Box::new(crate::sio::wire::SioPayload { args: full.into(), attachments: Vec::new() })), ..Default::default() };
     let event = (!event.contains(['\r', '\n'])).then_some(event.as_str());
-    match ctx.hub.publish_with(&key, event, plain, extra, ctx.now, ctx.wall_us) {
-        Ok(msg) => {
-            ctx.outbox.push(msg.clone());
+    match ctx.publish_for(&key, event, plain, extra, super::cluster::Answer::SioEmit) {
+        Ok(super::cluster::Published::Local(msg)) => {
             let body = serde_json::json!({"id": msg.id.to_string(), "subscribers": subscribers});
             pubsub::with_cors(ctx, Response::json(202, &body)).into()
         }
-        Err(e) => pubsub::hub_error(ctx, e),
+        Ok(super::cluster::Published::Sent) => Reply::Parked,
+        Err(e) => super::cluster::unavailable(ctx, e),
     }
 }

@@ -103,6 +103,11 @@ impl<T> Link<T> {
         self.state == State::Ready
     }
 
+    /// A socket is open (connecting, in the handshake, or ready).
+    pub fn is_active(&self) -> bool {
+        !matches!(self.state, State::Idle { .. })
+    }
+
     /// Whether the loop should open a connection now.
     pub fn wants_connect(&self, now: Instant) -> bool {
         matches!(self.state, State::Idle { retry_at } if retry_at <= now)

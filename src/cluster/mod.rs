@@ -6,9 +6,12 @@
 //!   order, capped output, reconnect), tested without sockets;
 //! - the RESP codec itself is `proto/resp.rs`.
 //!
-//! Not yet: the loop attaching links to `Poll` (outbound sockets beside the listener),
-//! parked replies, the channel ↔ Redis mapping, Streams ids. See the notes.
+//! - [`wire`]: key names, ids, the message body, the publish and resume scripts;
+//! - [`node`]: this node's side (which topics it follows, gap fills, resumes), sans-IO;
+//! - the sockets are `net/redis.rs`; publishing and parked answers are `app/cluster.rs`.
 
 pub mod backoff;
 pub mod link;
+pub mod node;
 pub mod url;
+pub mod wire;

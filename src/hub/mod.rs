@@ -123,6 +123,8 @@ pub struct Backlog {
 pub struct Extra {
     pub sio: Option<Box<crate::sio::wire::SioPayload>>,
     pub origin: Option<SinkRef>,
+    /// The id Redis gave it (a message from the cluster), instead of one from this hub.
+    pub id: Option<u64>,
 }
 
 /// Why the hub refused to create a topic.
@@ -194,6 +196,9 @@ pub struct Hub {
     channels: usize,
     users_online: usize,
     pub stats: HubStats,
+    /// In a cluster: topics whose first subscriber came or last one left since the loop
+    /// last looked (it follows them on Redis only while they have local subscribers).
+    pub changes: Option<Vec<TopicKey>>,
 }
 
 impl Hub {
@@ -208,6 +213,7 @@ impl Hub {
             channels: 0,
             users_online: 0,
             stats: HubStats::default(),
+            changes: None,
         }
     }
 
@@ -260,6 +266,9 @@ impl Hub {
         if first && key.kind == TopicKind::User {
             self.users_online += 1;
         }
+        if let (true, Some(c)) = (first, &mut self.changes) {
+            c.push(key.clone());
+        }
         self.stats.subscribers[transport_index(sub.encoding)] += 1;
         Ok(slot)
     }
@@ -270,6 +279,9 @@ impl Hub {
                 self.stats.subscribers[transport_index(sub.encoding)] -= 1;
                 if t.subscribers.is_empty() && key.kind == TopicKind::User {
                     self.users_online -= 1;
+                }
+                if let (true, Some(c)) = (t.subscribers.is_empty(), &mut self.changes) {
+                    c.push(key.clone());
                 }
             }
         }
@@ -289,7 +301,14 @@ impl Hub {
         // The name the topic's entry holds, shared: the caller's key may be a fresh copy
         // (every publish request parses its own), and the budget counts the name once.
         let name = self.topics.get_key_value(key).map_or_else(|| key.name.clone(), |(k, _)| k.name.clone());
-        let id = self.next_id(wall_us);
+        let id = match extra.id {
+            // Redis's ids increase per topic; the hub's latest is the newest of them all.
+            Some(id) => {
+                self.last_id = self.last_id.max(id);
+                id
+            }
+            None => self.next_id(wall_us),
+        };
         let mut msg = Message::new(key.kind, name, id, event.map(Rc::from), data, now);
         msg.sio = extra.sio;
         msg.origin = extra.origin;
@@ -363,6 +382,13 @@ impl Hub {
     /// keep with its subscription: one copy of the name however many follow the topic.
     pub fn shared_key(&self, key: &TopicKey) -> TopicKey {
         self.topics.get_key_value(key).map_or_else(|| key.clone(), |(k, _)| k.clone())
+    }
+
+    /// Sets from where a subscriber gets live messages (a resume from Redis is complete).
+    pub fn set_after(&mut self, key: &TopicKey, slot: usize, after: u64) {
+        if let Some(s) = self.topics.get_mut(key).and_then(|t| t.subscribers.get_mut(slot)) {
+            s.after = after;
+        }
     }
 
     /// The subscriber in `slot` of `key` (as [`Hub::subscribe`] returned it).

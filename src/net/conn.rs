@@ -54,6 +54,9 @@ pub struct Http {
     /// before its first request): the header timeout runs from here.
     pub head_started: Option<Instant>,
     pub file: Option<FileSend>,
+    /// Cluster: a request waits for Redis's answer (how the connection continues after
+    /// it). Nothing more is read meanwhile: responses go out in request order.
+    pub parked: Option<Persist>,
 }
 
 /// What a connection is speaking.
@@ -139,7 +142,7 @@ impl Conn {
             id,
             inbuf: Vec::new(),
             out: OutBuf::default(),
-            transport: Transport::Http(Http { reader, head_started: Some(now), file: None }),
+            transport: Transport::Http(Http { reader, head_started: Some(now), file: None, parked: None }),
             life: Life::Open,
             read_ready: false,
             stalled: false,
@@ -166,7 +169,7 @@ impl Conn {
 
     /// After a long-poll is answered the connection reads requests again.
     pub fn back_to_http(&mut self, cfg: &Config) {
-        self.transport = Transport::Http(Http { reader: RequestReader::new(reader_limits(cfg)), head_started: None, file: None });
+        self.transport = Transport::Http(Http { reader: RequestReader::new(reader_limits(cfg)), head_started: None, file: None, parked: None });
     }
 
     pub fn kind(&self) -> ConnKind {
@@ -189,7 +192,13 @@ impl Conn {
         // A held long-poll is read only to notice the client leaving; once a pipelined
         // request is buffered behind it, reading stops until the poll is answered.
         let poll_blocked = matches!(self.transport, Transport::LongPoll(_) | Transport::EioPoll(_)) && !self.inbuf.is_empty();
-        matches!(self.life, Life::Open) && !self.sending_file() && !poll_blocked && self.out.footprint() < cfg.pause_reading_bytes
+        let parked = matches!(&self.transport, Transport::Http(h) if h.parked.is_some());
+        matches!(self.life, Life::Open) && !self.sending_file() && !poll_blocked && !parked && self.out.footprint() < cfg.pause_reading_bytes
+    }
+
+    /// A request waits for Redis's answer.
+    pub fn is_parked(&self) -> bool {
+        matches!(&self.transport, Transport::Http(h) if h.parked.is_some())
     }
 
     /// Nothing in flight: no partial request, no output, no file.
@@ -198,6 +207,7 @@ impl Conn {
             Transport::Http(h) => {
                 matches!(self.life, Life::Open)
                     && h.file.is_none()
+                    && h.parked.is_none()
                     && !h.reader.in_body()
                     && self.inbuf.is_empty()
                     && self.out.is_empty()

@@ -137,7 +137,7 @@ pub fn on_ws_message(conn: &mut Conn, op: OpCode, data: &[u8], session: SinkRef,
         }
     };
     let via = if probe { Via::Probe } else { Via::Transport };
-    let mut senv = server::Env { hub: &mut app.hub, outbox: &mut app.outbox, config: &app.config, now: env.now, wall_us: env.wall_us };
+    let mut senv = server::Env { hub: &mut app.hub, outbox: &mut app.outbox, cluster: app.cluster.as_mut(), config: &app.config, now: env.now, wall_us: env.wall_us };
     match app.sio.on_packet(slot, packet, via, &mut senv) {
         ProbeAction::None => {
             let me = conn_ref(conn);

@@ -52,31 +52,33 @@ const HUB_SWEEP: std::time::Duration = std::time::Duration::from_secs(1);
 const ACCEPT_BACKOFF: std::time::Duration = std::time::Duration::from_millis(100);
 
 pub struct Server {
-    poll: Poll,
-    listener: Option<TcpListener>,
-    local_addr: SocketAddr,
-    signals: Option<Signals>,
-    conns: Slab<Conn>,
-    timers: Timers,
-    app: App,
-    scratch: Box<[u8]>,
-    date: DateCache,
-    now: Instant,
-    next_id: u64,
+    pub(super) poll: Poll,
+    pub(super) listener: Option<TcpListener>,
+    pub(super) local_addr: SocketAddr,
+    pub(super) signals: Option<Signals>,
+    pub(super) conns: Slab<Conn>,
+    pub(super) timers: Timers,
+    pub(super) app: App,
+    pub(super) scratch: Box<[u8]>,
+    pub(super) date: DateCache,
+    pub(super) now: Instant,
+    pub(super) next_id: u64,
     /// Connections that can progress without waiting for an event, first come first served.
-    pending: VecDeque<Token>,
+    pub(super) pending: VecDeque<Token>,
     /// Connections to free at the end of the iteration.
-    to_close: Vec<Token>,
+    pub(super) to_close: Vec<Token>,
     /// Set once shutdown began: the instant the drain time ends.
-    draining: Option<Instant>,
+    pub(super) draining: Option<Instant>,
     /// A hub sweep timer is scheduled.
-    sweep_armed: bool,
+    pub(super) sweep_armed: bool,
     /// The app's ticker timer is scheduled.
-    tick_armed: bool,
+    pub(super) tick_armed: bool,
     /// Accepts are paused for lack of descriptors (logged once per shortage).
-    accepts_starved: bool,
+    pub(super) accepts_starved: bool,
     /// A second signal came during the drain: stop now.
-    exit_now: bool,
+    pub(super) exit_now: bool,
+    /// The Redis links' sockets (`--redis`).
+    pub(super) redis: super::redis::RedisIo,
 }
 
 /// Microseconds since the Unix epoch: message ids.
@@ -117,6 +119,7 @@ impl Server {
             tick_armed: false,
             accepts_starved: false,
             exit_now: false,
+            redis: Default::default(),
         })
     }
 
@@ -135,6 +138,7 @@ impl Server {
     /// Runs until a graceful shutdown completes.
     pub fn run(mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
+        self.redis_service(Vec::new());
         loop {
             let timeout = if !self.pending.is_empty() {
                 Some(std::time::Duration::ZERO)
@@ -154,6 +158,7 @@ impl Server {
                 match event.token() {
                     LISTENER => self.accept(),
                     SIGNALS => self.on_signal(),
+                    super::redis::REDIS_CMD | super::redis::REDIS_SUB => self.on_redis_event(event.token()),
                     token => self.on_conn_event(token, event),
                 }
             }
@@ -176,8 +181,12 @@ impl Server {
             for token in std::mem::take(&mut self.to_close) {
                 self.free(token);
             }
-            // Freed connections may have been sessions' transports.
+            // Freed connections may have been sessions' transports, or a topic's last
+            // subscribers (a cluster stops following it).
             self.flush_sessions();
+            if self.app.cluster.is_some() {
+                self.redis_service(Vec::new());
+            }
             if let Some(end) = self.draining {
                 if self.conns.is_empty() || self.now >= end {
                     log::info!("shutdown complete ({} connections closed at the deadline)", self.conns.len());
@@ -314,6 +323,9 @@ impl Server {
             self.deliver_outbox();
         }
         self.flush_sessions();
+        if self.app.cluster.is_some() {
+            self.redis_service(Vec::new());
+        }
         self.keep_history_budget();
         if self.app.ticker_wanted {
             self.app.ticker_wanted = false;
@@ -339,7 +351,7 @@ impl Server {
         if alive {
             // Close what has nothing left to do.
             let finished = match conn.life {
-                Life::Open => conn.peer_eof && conn.out.is_empty() && !conn.sending_file() && !conn.stalled,
+                Life::Open => conn.peer_eof && conn.out.is_empty() && !conn.sending_file() && !conn.stalled && !conn.is_parked(),
                 Life::CloseAfterFlush => false,
                 Life::Lingering { .. } => false,
             };
@@ -377,6 +389,11 @@ impl Server {
     /// encoding queued and is put on the pending list, so all of them are written after this
     /// turn's events: a subscriber that receives several runs in one turn gets them in one
     /// write.
+    pub(super) fn deliver_outbox_now(&mut self) {
+        self.deliver_outbox();
+        self.flush_sessions();
+    }
+
     fn deliver_outbox(&mut self) {
         while !self.app.outbox.is_empty() {
             let msgs = std::mem::take(&mut self.app.outbox);
@@ -508,6 +525,7 @@ impl Server {
                     }
                 }
                 TimerKey::DrainEnd => {}
+                TimerKey::Redis => self.on_redis_timer(),
                 TimerKey::Tick => {
                     self.tick_armed = false;
                     if let Some(next) = self.app.tick(self.now, wall_micros()) {

@@ -74,7 +74,7 @@ pub fn process_input(conn: &mut Conn, input: &[u8], env: &mut Env<'_>) -> (usize
 
 /// Routes one request and queues the reply.
 fn respond(conn: &mut Conn, req: &Request, env: &mut Env<'_>) {
-    let reply = env.app.handle(req, env.now, env.wall_us);
+    let reply = env.app.handle(req, env.now, env.wall_us, crate::hub::SinkRef::conn(conn.token, conn.id));
     let head = &req.head;
     let persist = if !head.keep_alive || env.draining {
         Persist::Close
@@ -118,6 +118,11 @@ fn respond(conn: &mut Conn, req: &Request, env: &mut Env<'_>) {
         }
         Reply::Subscribe(sub) => stream::start(conn, sub, persist, head_only, env),
         Reply::EioHold(session) => super::eio::hold(conn, session, persist, env),
+        Reply::Parked => {
+            if let Transport::Http(h) = &mut conn.transport {
+                h.parked = Some(persist);
+            }
+        }
     }
 }
 

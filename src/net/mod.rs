@@ -5,6 +5,7 @@ mod drive;
 mod eio;
 mod event_loop;
 mod http;
+mod redis;
 pub mod outbuf;
 pub mod timers;
 mod stream;

@@ -54,6 +54,14 @@ pub fn subscribe_checked(conn: &mut Conn, hub: &mut Hub, key: TopicKey, encoding
     }
 }
 
+/// Holds back live messages on every topic the connection follows (a resume from Redis is
+/// under way: what it replays must go first).
+pub fn mute_all(conn: &mut Conn, hub: &mut Hub) {
+    for (key, slot) in &conn.subs {
+        hub.set_after(key, *slot, u64::MAX);
+    }
+}
+
 /// Removes every subscription of the connection.
 pub fn unsubscribe_all(conn: &mut Conn, hub: &mut Hub) {
     for (key, slot) in conn.subs.drain(..) {
@@ -101,7 +109,16 @@ pub fn start(conn: &mut Conn, sub: Subscription, persist: Persist, head_only: bo
         }
         return;
     }
-    let backlog = sub.since.map(|since| env.app.hub.backlog(&sub.topics, since, now));
+    // In a cluster, what came after `since` is in Redis's streams: the subscriptions start
+    // muted and the loop replays once Redis answers (`complete_resume`).
+    let remote = sub.since.filter(|_| env.app.cluster.is_some());
+    let backlog = if remote.is_some() { None } else { sub.since.map(|since| env.app.hub.backlog(&sub.topics, since, now)) };
+    let resume = |conn: &mut Conn, env: &mut Env<'_>, topics: Vec<TopicKey>| {
+        if let Some(since) = remote {
+            mute_all(conn, &mut env.app.hub);
+            env.app.resumes.push((SinkRef::conn(conn.token, conn.id), topics, since));
+        }
+    };
     match sub.kind {
         StreamKind::Sse => {
             let headers = sse_headers(&sub.headers);
@@ -125,9 +142,10 @@ pub fn start(conn: &mut Conn, sub: Subscription, persist: Persist, head_only: bo
                     conn.out.push_shared(m.encoded(Encoding::Sse).clone());
                 }
             }
-            for key in sub.topics {
+            for key in sub.topics.iter().cloned() {
                 subscribe_checked(conn, &mut env.app.hub, key, Encoding::Sse);
             }
+            resume(conn, env, sub.topics);
             conn.transport = Transport::Sse(Sse { next_beat: now + env.app.config.sse_heartbeat });
             switch_kind(env, ConnKind::Sse);
         }
@@ -140,9 +158,10 @@ pub fn start(conn: &mut Conn, sub: Subscription, persist: Persist, head_only: bo
                 answer_poll(conn, &b.messages[..n], reset, n < b.messages.len(), persist, &sub.headers, env.date);
                 return;
             }
-            for key in sub.topics {
+            for key in sub.topics.iter().cloned() {
                 subscribe_checked(conn, &mut env.app.hub, key, Encoding::LongPoll);
             }
+            resume(conn, env, sub.topics);
             let until = now + env.app.config.poll_timeout;
             conn.transport = Transport::LongPoll(LongPoll { until, persist, headers: sub.headers });
             switch_kind(env, ConnKind::LongPoll);
@@ -232,6 +251,87 @@ pub fn finish_poll(conn: &mut Conn, msgs: &[Rc<Message>], stats: &mut crate::app
     conn.back_to_http(cfg);
     stats.conn_closed(ConnKind::LongPoll);
     stats.conn_opened(ConnKind::Http);
+}
+
+/// A resume from Redis is complete: `msgs` (in id order) are what the subscriber missed;
+/// `reset`: some may be missing; `last_id`: the newest id then. Replays them the way its
+/// transport replays history, then lets live messages after `after` through.
+#[allow(clippy::too_many_arguments)]
+pub fn complete_resume(conn: &mut Conn, keys: &[TopicKey], msgs: &[Rc<Message>], reset: bool, last_id: u64, after: u64, hub: &mut Hub, stats: &mut crate::app::Stats, cfg: &Config, date: &DateCache) {
+    use crate::app::WsSession;
+    if !matches!(conn.life, Life::Open) || conn.dead {
+        return;
+    }
+    match &conn.transport {
+        Transport::Sse(_) => {
+            if reset {
+                let id = msgs.is_empty().then(|| last_id.to_string());
+                conn.out.with_tail(|v| sse::encode_event(v, id.as_deref(), Some("reset"), b"history does not reach back to your last event id"));
+            }
+            for m in msgs {
+                conn.out.push_shared(m.encoded(Encoding::Sse).clone());
+            }
+        }
+        Transport::LongPoll(lp) if !msgs.is_empty() || reset => {
+            let (persist, headers) = (lp.persist, lp.headers.clone());
+            let n = poll_answer_len(msgs);
+            answer_poll(conn, &msgs[..n], reset.then_some(last_id), n < msgs.len(), persist, &headers, date);
+            conn.back_to_http(cfg);
+            stats.conn_closed(ConnKind::LongPoll);
+            stats.conn_opened(ConnKind::Http);
+            unsubscribe_all(conn, hub);
+            return;
+        }
+        Transport::LongPoll(_) => {}
+        Transport::WebSocket(w) => {
+            let control = matches!(w.session, WsSession::Control { .. });
+            if reset && control {
+                for k in keys {
+                    let text = serde_json::to_vec(&serde_json::json!({"reset": true, "channel": &*k.name})).unwrap_or_default();
+                    ws::queue_text(conn, text);
+                }
+            }
+            let enc = if control { Encoding::WsEnvelope } else { Encoding::WsData };
+            for m in msgs {
+                conn.out.push_shared(m.encoded(enc).clone());
+            }
+        }
+        Transport::Http(_) | Transport::EioPoll(_) => return,
+    }
+    for (key, slot) in &conn.subs {
+        if keys.contains(key) {
+            hub.set_after(key, *slot, after);
+        }
+    }
+}
+
+/// After Redis came back, the gap in `key` could not be filled: the subscriber is told its
+/// position is lost, as a resume from too far back is. A `/channels` WebSocket carries data
+/// without ids (no position to lose) and a socket.io session has no such notion: they are
+/// not told.
+pub fn push_reset(conn: &mut Conn, key: &TopicKey, last_id: u64, hub: &mut Hub, stats: &mut crate::app::Stats, cfg: &Config, date: &DateCache) {
+    use crate::app::WsSession;
+    if !matches!(conn.life, Life::Open) || conn.dead {
+        return;
+    }
+    match &conn.transport {
+        Transport::Sse(_) => {
+            conn.out.with_tail(|v| sse::encode_event(v, None, Some("reset"), b"messages were lost while the cluster was down"));
+        }
+        Transport::LongPoll(lp) => {
+            let (persist, headers) = (lp.persist, lp.headers.clone());
+            answer_poll(conn, &[], Some(last_id), false, persist, &headers, date);
+            conn.back_to_http(cfg);
+            stats.conn_closed(ConnKind::LongPoll);
+            stats.conn_opened(ConnKind::Http);
+            unsubscribe_all(conn, hub);
+        }
+        Transport::WebSocket(w) if matches!(w.session, WsSession::Control { .. }) => {
+            let text = serde_json::to_vec(&serde_json::json!({"reset": true, "channel": &*key.name})).unwrap_or_default();
+            ws::queue_text(conn, text);
+        }
+        _ => {}
+    }
 }
 
 /// What pushing a message to a subscriber did.

@@ -27,6 +27,8 @@ pub enum TimerKey {
     HubSweep,
     /// The app's once-a-second ticker (`/stream`).
     Tick,
+    /// The Redis links' deadline (connect timeout, reconnect time).
+    Redis,
 }
 
 #[derive(Default)]

@@ -11,7 +11,7 @@ use super::outbuf::OutBuf;
 use super::stream;
 use crate::app::control::{self, ControlLink};
 use crate::app::WsSession;
-use crate::hub::{Encoding, Hub, HubError, TopicKey, TopicKind};
+use crate::hub::{Encoding, Hub, HubError, SinkRef, TopicKey, TopicKind};
 use crate::proto::ws::{close, encode_close_frame, encode_server_frame, Assembler, FrameHeader, OpCode, WsError, WsEvent};
 
 /// Payloads up to this size are copied behind their header; larger ones are queued as they
@@ -40,13 +40,23 @@ impl Ws {
 pub fn start(conn: &mut Conn, session: WsSession, env: &mut Env<'_>) {
     if let WsSession::Topic { key, since, .. } = &session {
         let (key, since) = (key.clone(), *since);
-        if let Some(since) = since {
-            let backlog = env.app.hub.backlog(std::slice::from_ref(&key), since, env.now);
-            for m in &backlog.messages {
-                conn.out.push_shared(m.encoded(Encoding::WsData).clone());
+        match since {
+            // In a cluster, Redis's stream has what came after `since`: live messages wait
+            // until the loop has replayed it.
+            Some(since) if env.app.cluster.is_some() => {
+                stream::subscribe_checked(conn, &mut env.app.hub, key.clone(), Encoding::WsData);
+                stream::mute_all(conn, &mut env.app.hub);
+                env.app.resumes.push((SinkRef::conn(conn.token, conn.id), vec![key], since));
             }
+            Some(since) => {
+                let backlog = env.app.hub.backlog(std::slice::from_ref(&key), since, env.now);
+                for m in &backlog.messages {
+                    conn.out.push_shared(m.encoded(Encoding::WsData).clone());
+                }
+                stream::subscribe_checked(conn, &mut env.app.hub, key, Encoding::WsData);
+            }
+            None => stream::subscribe_checked(conn, &mut env.app.hub, key, Encoding::WsData),
         }
-        stream::subscribe_checked(conn, &mut env.app.hub, key, Encoding::WsData);
     }
     // What a subscriber sends is published (or is a control message): no larger than an
     // HTTP publish may be. Only /echo takes messages up to --max-message.
@@ -139,7 +149,7 @@ fn on_message(conn: &mut Conn, op: OpCode, data: Vec<u8>, env: &mut Env<'_>) {
             if *publish && key.kind == TopicKind::Channel {
                 let key = key.clone();
                 // The socket subscribes to the channel, so it exists: no channel cap to hit.
-                let _ = env.app.publish(&key, None, &data, env.now, env.wall_us);
+                let _ = env.app.publish(&key, None, &data, env.now, env.wall_us, crate::app::cluster::Then::Nothing);
             }
         }
         WsSession::Control { publish } => {
@@ -189,6 +199,16 @@ impl ControlLink for ControlConn<'_> {
     fn send_frame(&mut self, frame: Rc<[u8]>) {
         self.0.out.push_shared(frame);
     }
+
+    fn sink(&self) -> SinkRef {
+        SinkRef::conn(self.0.token, self.0.id)
+    }
+
+    fn mute(&mut self, hub: &mut Hub, key: &TopicKey) {
+        if let Some((_, slot)) = self.0.subs.iter().find(|(k, _)| k == key) {
+            hub.set_after(key, *slot, u64::MAX);
+        }
+    }
 }
 
 /// §7.1.7 "Fail the WebSocket Connection": send a close frame with the error's code, then
@@ -224,3 +244,8 @@ pub fn queue_frame(out: &mut OutBuf, opcode: OpCode, payload: Vec<u8>) {
 }
 
 pub use close::GOING_AWAY;
+
+/// Queues one text message on a WebSocket connection.
+pub fn queue_text(conn: &mut Conn, text: Vec<u8>) {
+    queue_frame(&mut conn.out, OpCode::Text, text);
+}

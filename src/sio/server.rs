@@ -375,6 +375,8 @@ pub enum Route {
 pub struct Env<'a> {
     pub hub: &'a mut Hub,
     pub outbox: &'a mut Vec<Rc<Message>>,
+    /// In a cluster, relayed events go through Redis.
+    pub cluster: Option<&'a mut crate::cluster::node::Node<crate::app::cluster::Then>>,
     pub config: &'a Config,
     pub now: Instant,
     pub wall_us: u64,
@@ -875,9 +877,9 @@ impl SioServer {
         let mut reached = 0;
         for key in &targets {
             let n = env.hub.subscriber_count(key).saturating_sub(usize::from(origin.is_some()));
-            let extra = Extra { sio: Some(Box::new(payload.clone())), origin };
-            if let Ok(msg) = env.hub.publish_with(key, event, plain.clone(), extra, env.now, env.wall_us) {
-                env.outbox.push(msg);
+            let extra = Extra { sio: Some(Box::new(payload.clone())), origin, id: None };
+            let mut publisher = crate::app::cluster::Publisher { hub: env.hub, outbox: env.outbox, cluster: env.cluster.as_deref_mut(), now: env.now, wall_us: env.wall_us };
+            if publisher.publish(key, event, plain.clone(), extra, crate::app::cluster::Then::Nothing).is_ok() {
                 reached += n;
             }
         }

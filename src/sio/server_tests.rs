@@ -28,14 +28,14 @@ impl World {
     }
 
     fn send(&mut self, slot: usize, text: &str) {
-        let mut env = Env { hub: &mut self.hub, outbox: &mut self.outbox, config: &self.cfg, now: self.now, wall_us: 2000 };
+        let mut env = Env { hub: &mut self.hub, outbox: &mut self.outbox, cluster: None, config: &self.cfg, now: self.now, wall_us: 2000 };
         let bytes = format!("4{text}");
         let p = engineio::decode_text(bytes.as_bytes()).unwrap();
         self.sio.on_packet(slot, p, Via::Transport, &mut env);
     }
 
     fn send_binary(&mut self, slot: usize, bytes: &[u8]) {
-        let mut env = Env { hub: &mut self.hub, outbox: &mut self.outbox, config: &self.cfg, now: self.now, wall_us: 2000 };
+        let mut env = Env { hub: &mut self.hub, outbox: &mut self.outbox, cluster: None, config: &self.cfg, now: self.now, wall_us: 2000 };
         self.sio.on_packet(slot, Packet::Binary(bytes.to_vec().into()), Via::Transport, &mut env);
     }
 

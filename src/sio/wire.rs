@@ -12,7 +12,7 @@ use crate::proto::ws::{encode_server_frame, OpCode};
 
 /// What a socket.io client emitted: the event's JSON array (name first, compact) and its
 /// binary attachments in order.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct SioPayload {
     pub args: Box<str>,
     pub attachments: Vec<Rc<[u8]>>,
