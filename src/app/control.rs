@@ -72,7 +72,7 @@ fn run(link: &mut dyn ControlLink, app: &mut App, data: &[u8], publish: WsPublis
             let name = channel()?;
             let since = match v.get("since") {
                 None | Some(Value::Null) => None,
-                Some(Value::String(s)) => Some(s.parse::<u64>().map_err(|_| "invalid \"since\": expected a message id")?),
+                Some(Value::String(s)) => Some(crate::hub::parse_message_id(s).ok_or("invalid \"since\": expected a message id")?),
                 Some(Value::Number(n)) => Some(n.as_u64().ok_or("invalid \"since\"")?),
                 Some(_) => return Err("invalid \"since\"".into()),
             };

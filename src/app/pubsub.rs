@@ -180,7 +180,7 @@ pub fn resume_id(req: &Request) -> Result<Option<u64>, ()> {
         if raw.is_empty() {
             continue;
         }
-        let id = raw.parse::<u64>().map_err(|_| ())?;
+        let id = crate::hub::parse_message_id(&raw).ok_or(())?;
         best = Some(best.map_or(id, |b| b.max(id)));
     }
     Ok(best)

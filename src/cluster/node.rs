@@ -115,10 +115,15 @@ pub struct Node<P> {
     ttl_ms: u64,
     /// Why the cluster is unavailable (`None`: both links are up).
     down: Option<String>,
+    /// The newest id that came on the subscriber link (or the node's start): messages come
+    /// there in id order across all topics, so anything newer was not seen by this node.
+    last_seen: u64,
 }
 
 impl<P: std::fmt::Debug> Node<P> {
-    pub fn new(url: RedisUrl, node_id: String, history_len: usize, ttl_ms: u64, now: Instant, seed: u64) -> Node<P> {
+    /// `start_id`: the node's start as an id (microseconds since the epoch).
+    pub fn new(url: RedisUrl, node_id: String, history_len: usize, ttl_ms: u64, now: Instant, start_id: u64) -> Node<P> {
+        let seed = start_id;
         Node {
             node_id,
             cmd: Link::new(url.clone(), Role::Commands, now, seed, MAX_LINK_OUTPUT),
@@ -128,6 +133,7 @@ impl<P: std::fmt::Debug> Node<P> {
             history_len,
             ttl_ms,
             down: Some("connecting to Redis".into()),
+            last_seen: start_id,
         }
     }
 
@@ -186,8 +192,7 @@ impl<P: std::fmt::Debug> Node<P> {
                     t.phase = Phase::Subscribing;
                     t.held.clear();
                     // Coming back: what was published while it was unsubscribed was not for
-                    // anyone here; the watermark starts again.
-                    t.watermark = 0;
+                    // anyone here.
                     t.gap = false;
                 }
             }
@@ -373,10 +378,18 @@ impl<P: std::fmt::Debug> Node<P> {
             Event::Push(v) => self.on_push(v, out),
             Event::Down { reason, .. } => {
                 self.update_down(out, Some(format!("Redis subscriber link: {reason}")));
+                let seen = self.last_seen;
                 for t in self.topics.values_mut() {
+                    // A followed topic may miss what is published from now on: once back,
+                    // read its stream after the last message this node saw on any topic.
+                    // Redis may then have lost it all (a restart without persistence): the
+                    // read says so, and the subscribers get a reset.
+                    if matches!(t.phase, Phase::Live | Phase::Filling) || t.gap {
+                        t.watermark = t.watermark.max(seen);
+                        t.gap = true;
+                    }
                     t.phase = Phase::Pending;
                     t.expect = 0;
-                    t.gap |= t.watermark > 0;
                     t.held.clear();
                 }
             }
@@ -414,6 +427,8 @@ impl<P: std::fmt::Debug> Node<P> {
                 }
                 if t.phase == Phase::Subscribing {
                     t.phase = Phase::Live;
+                    // Nothing older than what this node has seen can come now.
+                    t.watermark = t.watermark.max(self.last_seen);
                     self.confirmed(&key, out);
                 }
             }
@@ -423,6 +438,7 @@ impl<P: std::fmt::Debug> Node<P> {
                     log::warn!("cluster: a message on {key:?} this node cannot read: dropped");
                     return;
                 };
+                self.last_seen = self.last_seen.max(id);
                 let Some(t) = self.topics.get_mut(&key) else { return };
                 match t.phase {
                     Phase::Filling => t.held.push((id, body)),
@@ -568,7 +584,7 @@ mod tests {
 
     fn node() -> (Node<u32>, Instant) {
         let t0 = Instant::now();
-        let mut n: Node<u32> = Node::new("redis://h:1".parse().unwrap(), "n1".into(), 100, 60_000, t0, 1);
+        let mut n: Node<u32> = Node::new("redis://h:1".parse().unwrap(), "n1".into(), 100, 60_000, t0, 1000);
         let mut out = Vec::new();
         n.cmd.connecting(t0);
         n.connected(true, t0, &mut out);

@@ -105,6 +105,15 @@ pub fn valid_user_name(name: &str) -> bool {
     (1..=128).contains(&name.len()) && name.chars().all(|c| !c.is_control() && c != '/')
 }
 
+/// A message id as a client sends it back: the decimal number ids are sent as, or the
+/// `ms-seq` a cluster's Redis streams spell the same number with (`seq` < 1000).
+pub fn parse_message_id(s: &str) -> Option<u64> {
+    if s.contains('-') {
+        return crate::cluster::wire::parse_stream_id(s.as_bytes());
+    }
+    s.parse::<u64>().ok()
+}
+
 /// What a subscriber that resumes from an id gets first.
 #[derive(Debug, Default)]
 pub struct Backlog {
