@@ -321,3 +321,25 @@ fn a_bad_redis_url_is_refused_at_start() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--redis"), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+#[test]
+fn pipelined_publishes_are_answered_in_request_order() {
+    let redis = Redis::start(false);
+    let a = node(&redis, "a", &[]);
+    let mut c = a.client();
+    let post = |d: &str| format!("POST /channels/p HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n{d}", d.len());
+    // Publishes wait on Redis together; the GET between them is answered after the first.
+    let raw = format!("{}{}GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n{}", post("one"), post("two"), post("three"));
+    c.send(raw.as_bytes());
+    let mut ids = Vec::new();
+    for want in [202, 202, 200, 202] {
+        let r = c.response();
+        assert_eq!(r.status, want, "{r:?} {:?}", r.text());
+        if want == 202 {
+            ids.push(parse_id(&body_json(&r)["id"]));
+        }
+    }
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "answers in request order: {ids:?}");
+    let got = poll_messages(&a.get(&format!("/channels/p?since={}", ids[0] - 1)));
+    assert_eq!(got.iter().map(|m| m["data"].as_str().unwrap()).collect::<Vec<_>>(), ["one", "two", "three"]);
+}

@@ -54,10 +54,33 @@ pub struct Http {
     /// before its first request): the header timeout runs from here.
     pub head_started: Option<Instant>,
     pub file: Option<FileSend>,
-    /// Cluster: a request waits for Redis's answer (how the connection continues after
-    /// it). Nothing more is read meanwhile: responses go out in request order.
-    pub parked: Option<Persist>,
+    /// Cluster: requests wait for Redis's answers (boxed: rare, and a connection's size is
+    /// its idle cost).
+    pub parked: Option<Box<Parked>>,
 }
+
+/// Answers not yet written, in request order. Pipelined publishes go to Redis together (their
+/// answers come back in order: one command link, answered first in, first out), so a
+/// publisher that pipelines keeps many messages in flight; an answer that is ready while an
+/// earlier one still waits is kept until that one is written.
+#[derive(Debug, Default)]
+pub struct Parked {
+    pub slots: std::collections::VecDeque<Slot>,
+    /// A request that is not a publish (it might switch protocols, or stream a file): it is
+    /// handled once everything before it is answered.
+    pub held: Option<crate::proto::http1::Request>,
+    /// A request asked to close after its answer: nothing after it is read.
+    pub closing: bool,
+}
+
+#[derive(Debug)]
+pub enum Slot {
+    Waiting(Persist),
+    Ready(Vec<u8>, Persist),
+}
+
+/// Pipelined publishes one connection may have waiting on Redis.
+pub const MAX_PARKED: usize = 64;
 
 /// What a connection is speaking.
 #[derive(Debug)]
@@ -192,7 +215,7 @@ impl Conn {
         // A held long-poll is read only to notice the client leaving; once a pipelined
         // request is buffered behind it, reading stops until the poll is answered.
         let poll_blocked = matches!(self.transport, Transport::LongPoll(_) | Transport::EioPoll(_)) && !self.inbuf.is_empty();
-        let parked = matches!(&self.transport, Transport::Http(h) if h.parked.is_some());
+        let parked = matches!(&self.transport, Transport::Http(Http { parked: Some(p), .. }) if p.held.is_some() || p.closing || p.slots.len() >= MAX_PARKED);
         matches!(self.life, Life::Open) && !self.sending_file() && !poll_blocked && !parked && self.out.footprint() < cfg.pause_reading_bytes
     }
 

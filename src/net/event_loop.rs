@@ -82,7 +82,7 @@ pub struct Server {
 }
 
 /// Microseconds since the Unix epoch: message ids.
-fn wall_micros() -> u64 {
+pub(super) fn wall_micros() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
 }
 

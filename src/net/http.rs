@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use super::conn::{Conn, FileSend, Life, Transport};
+use super::conn::{Conn, FileSend, Http, Life, Slot, Transport};
 use super::{stream, ws};
 use crate::app::{App, ConnKind, Reply};
 use crate::error::HttpError;
@@ -64,6 +64,12 @@ pub fn process_input(conn: &mut Conn, input: &[u8], env: &mut Env<'_>) -> (usize
                     Some(ReadEvent::Request(req)) => {
                         env.handled += 1;
                         h.head_started = None;
+                        if let Some(p) = h.parked.as_mut() {
+                            if req.head.method != Method::Post {
+                                p.held = Some(req);
+                                return (pos, Stop::Blocked);
+                            }
+                        }
                         respond(conn, &req, env);
                     }
                 }
@@ -73,7 +79,7 @@ pub fn process_input(conn: &mut Conn, input: &[u8], env: &mut Env<'_>) -> (usize
 }
 
 /// Routes one request and queues the reply.
-fn respond(conn: &mut Conn, req: &Request, env: &mut Env<'_>) {
+pub fn respond(conn: &mut Conn, req: &Request, env: &mut Env<'_>) {
     let reply = env.app.handle(req, env.now, env.wall_us, crate::hub::SinkRef::conn(conn.token, conn.id));
     let head = &req.head;
     let persist = if !head.keep_alive || env.draining {
@@ -95,6 +101,18 @@ fn respond(conn: &mut Conn, req: &Request, env: &mut Env<'_>) {
         }
         r => r,
     };
+    if let (Reply::Response(resp), Transport::Http(Http { parked: Some(p), .. })) = (&reply, &mut conn.transport) {
+        // Earlier answers wait on Redis: this one goes after them.
+        let mut bytes = Vec::new();
+        let has_body = response::status_has_body(resp.status);
+        response::write_head(&mut bytes, resp.status, &resp.headers, has_body.then_some(resp.body.len() as u64), persist, env.date);
+        if has_body && !head_only {
+            bytes.extend_from_slice(resp.body.as_bytes());
+        }
+        p.closing |= persist == Persist::Close;
+        p.slots.push_back(Slot::Ready(bytes, persist));
+        return;
+    }
     match reply {
         Reply::Response(resp) => conn.queue_response(resp, head_only, persist, env.date),
         Reply::File { head: resp, file, len } => {
@@ -120,7 +138,9 @@ fn respond(conn: &mut Conn, req: &Request, env: &mut Env<'_>) {
         Reply::EioHold(session) => super::eio::hold(conn, session, persist, env),
         Reply::Parked => {
             if let Transport::Http(h) = &mut conn.transport {
-                h.parked = Some(persist);
+                let p = h.parked.get_or_insert_with(Default::default);
+                p.closing |= persist == Persist::Close;
+                p.slots.push_back(Slot::Waiting(persist));
             }
         }
     }

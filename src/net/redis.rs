@@ -12,14 +12,14 @@ use std::time::Instant;
 use mio::net::TcpStream;
 use mio::{Interest, Token};
 
-use super::conn::{Life, Transport};
+use super::conn::{Life, Slot, Transport};
 use super::event_loop::Server;
 use super::timers::TimerKey;
 use super::{stream, ws};
 use crate::app::cluster::{self, Then};
 use crate::cluster::node::Action;
 use crate::hub::{Extra, Message, SinkKind};
-use crate::proto::http1::Persist;
+use crate::proto::http1::{response, Persist};
 
 pub const REDIS_CMD: Token = Token(usize::MAX - 3);
 pub const REDIS_SUB: Token = Token(usize::MAX - 4);
@@ -303,11 +303,36 @@ impl Server {
             Then::Http { conn, answer } => {
                 let Some(c) = self.conns.get_mut(conn.slot as usize).filter(|c| c.id == conn.id) else { return };
                 let Transport::Http(h) = &mut c.transport else { return };
-                let Some(persist) = h.parked.take() else { return };
-                let persist = if self.draining.is_some() { Persist::Close } else { persist };
+                let Some(p) = h.parked.as_mut() else { return };
+                // Answers for one connection come back in the order it sent the requests.
+                let Some(slot) = p.slots.iter_mut().find(|s| matches!(s, Slot::Waiting(_))) else { return };
+                let Slot::Waiting(persist) = *slot else { unreachable!() };
                 let resp = cluster::answer(&self.app.config, answer, result);
-                c.queue_response(resp, false, persist, &self.date);
-                // It may have pipelined requests waiting behind the answer.
+                let mut bytes = Vec::new();
+                let has_body = response::status_has_body(resp.status);
+                response::write_head(&mut bytes, resp.status, &resp.headers, has_body.then_some(resp.body.len() as u64), persist, &self.date);
+                if has_body {
+                    bytes.extend_from_slice(resp.body.as_bytes());
+                }
+                *slot = Slot::Ready(bytes, persist);
+                // Write the answers that are ready, in order.
+                while let Some(Slot::Ready(..)) = p.slots.front() {
+                    let Some(Slot::Ready(bytes, persist)) = p.slots.pop_front() else { unreachable!() };
+                    c.out.extend(&bytes);
+                    if persist == Persist::Close {
+                        c.life = Life::CloseAfterFlush;
+                    }
+                }
+                if p.slots.is_empty() {
+                    let held = p.held.take();
+                    h.parked = None;
+                    if let (Some(req), Life::Open) = (held, &c.life) {
+                        let draining = self.draining.is_some();
+                        let mut env = super::http::Env { app: &mut self.app, date: &self.date, now: self.now, draining, handled: 0, wall_us: super::event_loop::wall_micros() };
+                        super::http::respond(c, &req, &mut env);
+                    }
+                }
+                // It may have pipelined requests waiting behind the answers.
                 c.stalled = true;
                 c.wake(&mut self.pending);
             }
