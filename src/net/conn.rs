@@ -79,6 +79,17 @@ pub enum Slot {
     Ready(Vec<u8>, Persist),
 }
 
+/// A response as bytes, for an answer that must wait for earlier ones ([`Parked`]).
+pub fn render_response(resp: &Response, head_only: bool, persist: Persist, date: &DateCache) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    let has_body = response::status_has_body(resp.status);
+    response::write_head(&mut bytes, resp.status, &resp.headers, has_body.then_some(resp.body.len() as u64), persist, date);
+    if has_body && !head_only {
+        bytes.extend_from_slice(resp.body.as_bytes());
+    }
+    bytes
+}
+
 /// Pipelined publishes one connection may have waiting on Redis.
 pub const MAX_PARKED: usize = 64;
 

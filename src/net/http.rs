@@ -103,12 +103,7 @@ pub fn respond(conn: &mut Conn, req: &Request, env: &mut Env<'_>) {
     };
     if let (Reply::Response(resp), Transport::Http(Http { parked: Some(p), .. })) = (&reply, &mut conn.transport) {
         // Earlier answers wait on Redis: this one goes after them.
-        let mut bytes = Vec::new();
-        let has_body = response::status_has_body(resp.status);
-        response::write_head(&mut bytes, resp.status, &resp.headers, has_body.then_some(resp.body.len() as u64), persist, env.date);
-        if has_body && !head_only {
-            bytes.extend_from_slice(resp.body.as_bytes());
-        }
+        let bytes = super::conn::render_response(resp, head_only, persist, env.date);
         p.closing |= persist == Persist::Close;
         p.slots.push_back(Slot::Ready(bytes, persist));
         return;

@@ -19,7 +19,7 @@ use super::{stream, ws};
 use crate::app::cluster::{self, Then};
 use crate::cluster::node::Action;
 use crate::hub::{Extra, Message, SinkKind};
-use crate::proto::http1::{response, Persist};
+use crate::proto::http1::Persist;
 
 pub const REDIS_CMD: Token = Token(usize::MAX - 3);
 pub const REDIS_SUB: Token = Token(usize::MAX - 4);
@@ -308,12 +308,7 @@ impl Server {
                 let Some(slot) = p.slots.iter_mut().find(|s| matches!(s, Slot::Waiting(_))) else { return };
                 let Slot::Waiting(persist) = *slot else { unreachable!() };
                 let resp = cluster::answer(&self.app.config, answer, result);
-                let mut bytes = Vec::new();
-                let has_body = response::status_has_body(resp.status);
-                response::write_head(&mut bytes, resp.status, &resp.headers, has_body.then_some(resp.body.len() as u64), persist, &self.date);
-                if has_body {
-                    bytes.extend_from_slice(resp.body.as_bytes());
-                }
+                let bytes = super::conn::render_response(&resp, false, persist, &self.date);
                 *slot = Slot::Ready(bytes, persist);
                 // Write the answers that are ready, in order.
                 while let Some(Slot::Ready(..)) = p.slots.front() {
