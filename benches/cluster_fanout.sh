@@ -7,6 +7,8 @@
 # loadgen run. Servers on CPU 0, loadgen on CPU 1 (as the kit's bench.sh does).
 #
 #   benches/cluster_fanout.sh            # REPS=3 DUR=10 SUBS=10000 RATES="max 100"
+#   NODE_CPUS="0 1" benches/cluster_fanout.sh   # the second node on the loadgen's CPU
+#   LG_EXTRA="--window 256" ...                 # more messages in flight at --rate max
 # Prints one line per run and the medians. Needs the kit's loadgen (../shared/bench) and
 # redis-server; only ever talks to 127.0.0.1.
 set -euo pipefail
@@ -45,8 +47,9 @@ run_setup() { # LABEL NODES(1|2)
     taskset -c 0 redis-server --port $RPORT --bind 127.0.0.1 --save '' --appendonly no >/dev/null &
     redis_pid=$!; pids+=("$redis_pid")
     sleep 0.3
-    for n in a b; do
-      taskset -c 0 "$BIN" "${args[@]}" --reuse-port --redis "redis://127.0.0.1:$RPORT" --node-id "$n" 2>/dev/null &
+    local cpus=(${NODE_CPUS:-0 0})
+    for n in 0 1; do
+      taskset -c "${cpus[$n]}" "$BIN" "${args[@]}" --reuse-port --redis "redis://127.0.0.1:$RPORT" --node-id "node$n" 2>/dev/null &
       pids+=("$!")
     done
   else
@@ -61,16 +64,21 @@ run_setup() { # LABEL NODES(1|2)
     for rep in $(seq "$REPS"); do
       local before=() r0=0
       for p in "${servers[@]}"; do before+=("$(ticks "$p")"); done
-      [ -n "$redis_pid" ] && r0=$(ticks "$redis_pid")
+      [ -n "$redis_pid" ] && r0=$(ticks "$redis_pid") && redis-cli -p $RPORT config resetstat >/dev/null
       line=$(taskset -c 1 "$LG" ws-fanout --sub-url "ws://127.0.0.1:$PORT/channels/bench" --pub "http://127.0.0.1:$PORT/channels/bench" \
-        --subs "$SUBS" --rate "$rate" --duration "$DUR" --size 64 --settle-ms 1500 --server-pid "${servers[0]}" 2>/dev/null | tail -n 1)
+        --subs "$SUBS" --rate "$rate" --duration "$DUR" --size 64 --settle-ms 1500 ${LG_EXTRA:-} --server-pid "${servers[0]}" 2>/dev/null | tail -n 1)
       local cpu=0 i=0
       for p in "${servers[@]}"; do cpu=$((cpu + $(ticks "$p") - before[i])); i=$((i + 1)); done
       local rcpu=0
-      [ -n "$redis_pid" ] && rcpu=$(( $(ticks "$redis_pid") - r0 ))
-      python3 - "$label" "$rate" "$rep" "$cpu" "$rcpu" "$(getconf CLK_TCK)" "$line" >> "$OUT" <<'EOF'
+      local evalus=0
+      if [ -n "$redis_pid" ]; then
+        rcpu=$(( $(ticks "$redis_pid") - r0 ))
+        # Redis's own count of the publish script's time per call: exact, unlike CPU ticks.
+        evalus=$(redis-cli -p $RPORT info commandstats | tr -d '\r' | sed -n 's/^cmdstat_eval:.*usec_per_call=\([0-9.]*\).*/\1/p')
+      fi
+      python3 - "$label" "$rate" "$rep" "$cpu" "$rcpu" "$(getconf CLK_TCK)" "$line" "${evalus:-0}" >> "$OUT" <<'EOF'
 import json, sys
-label, rate, rep, cpu, rcpu, hz, line = sys.argv[1:]
+label, rate, rep, cpu, rcpu, hz, line, evalus = sys.argv[1:]
 r = json.loads(line)
 hz = float(hz)
 # CPU over the whole loadgen run (connect, settle, window, drain): divided by every
@@ -81,11 +89,11 @@ out = {"label": label, "rate": rate, "rep": int(rep), "deliveries_per_s": r.get(
        "p99_ms": r.get("lat_p99_us", 0) / 1000, "publish_per_s": r.get("publish_per_s"),
        "pushwire_cpu_s": int(cpu) / hz, "redis_cpu_s": int(rcpu) / hz,
        "pushwire_ns_per_delivery": int(cpu) / hz * 1e9 / max(received, 1),
-       "redis_us_per_publish": int(rcpu) / hz * 1e6 / max(published, 1),
+       "redis_us_per_publish": int(rcpu) / hz * 1e6 / max(published, 1), "redis_eval_us_per_call": float(evalus),
        "loadgen_cpu_pct": r.get("loadgen_cpu_pct"), "disconnected": r.get("subs_disconnected", r.get("disconnected"))}
 print(json.dumps(out))
 print(f"{label:8} rate={rate:4} rep={rep}: {out['deliveries_per_s']:>12,.0f} deliveries/s  p99 {out['p99_ms']:7.1f} ms  "
-      f"lost {out['lost']}  pushwire {out['pushwire_ns_per_delivery']:6.1f} ns/delivery  redis {out['redis_us_per_publish']:6.1f} us/publish  "
+      f"lost {out['lost']}  pushwire {out['pushwire_ns_per_delivery']:6.1f} ns/delivery  redis {out['redis_us_per_publish']:6.1f} us/publish (script {out['redis_eval_us_per_call']:.1f} us)  "
       f"loadgen {out['loadgen_cpu_pct']}%", file=sys.stderr)
 EOF
     done
@@ -103,11 +111,11 @@ rows = [json.loads(l) for l in open(sys.argv[1])]
 def med(label, rate, k):
     v = [r[k] for r in rows if r["label"] == label and r["rate"] == rate]
     return statistics.median(v) if v else float("nan")
-print(f"{'rate':>5} {'setup':8} {'deliveries/s':>14} {'p99 ms':>8} {'pushwire ns/delivery':>21} {'redis us/publish':>17} {'lost':>6}")
+print(f"{'rate':>5} {'setup':8} {'deliveries/s':>14} {'p99 ms':>8} {'pushwire ns/delivery':>21} {'redis us/publish':>17} {'script us':>10} {'lost':>6}")
 for rate in sorted({r["rate"] for r in rows}):
     for label in ["1-node", "2-nodes"]:
         print(f"{rate:>5} {label:8} {med(label, rate, 'deliveries_per_s'):>14,.0f} {med(label, rate, 'p99_ms'):>8.1f} "
-              f"{med(label, rate, 'pushwire_ns_per_delivery'):>21.1f} {med(label, rate, 'redis_us_per_publish'):>17.2f} "
+              f"{med(label, rate, 'pushwire_ns_per_delivery'):>21.1f} {med(label, rate, 'redis_us_per_publish'):>17.2f} {med(label, rate, 'redis_eval_us_per_call'):>10.2f} "
               f"{max(r['lost'] for r in rows if r['label'] == label and r['rate'] == rate):>6}")
     a, b = med("1-node", rate, "pushwire_ns_per_delivery"), med("2-nodes", rate, "pushwire_ns_per_delivery")
     print(f"{rate:>5} cluster/single pushwire CPU per delivery: {b / a:.2f}x")

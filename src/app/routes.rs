@@ -72,6 +72,7 @@ fn stats(ctx: &mut Ctx<'_>, _: &Request, _: &Params) -> Reply {
             "reason": node.unavailable(),
             "subscriptions": live,
             "subscriptions_pending": pending,
+            "resumes_waiting": node.resumes_waiting(),
         });
     }
     Response::json(200, &v).header("Cache-Control", "no-store").into()

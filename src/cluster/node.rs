@@ -180,6 +180,12 @@ impl<P: std::fmt::Debug> Node<P> {
             Some(t) => {
                 t.wanted = wanted;
                 let cmd: &[u8] = if wanted { b"SUBSCRIBE" } else { b"UNSUBSCRIBE" };
+                if !wanted {
+                    // Its subscribers are gone: so are the resumes that waited for it.
+                    for slot in std::mem::take(&mut t.waiting) {
+                        self.resumes.try_remove(slot);
+                    }
+                }
                 if matches!(t.phase, Phase::Pending) {
                     // Nothing was sent: nothing to take back.
                     if !wanted {
@@ -221,6 +227,11 @@ impl<P: std::fmt::Debug> Node<P> {
     /// Every read of the resume is answered (or could not be made).
     pub fn resume_done(&self, slot: usize) -> bool {
         self.resumes.get(slot).is_some_and(|r| r.left == 0)
+    }
+
+    /// Resumes not complete yet (bounded by the subscribers that asked).
+    pub fn resumes_waiting(&self) -> usize {
+        self.resumes.len()
     }
 
     pub fn take_resume(&mut self, slot: usize) -> Option<Resume> {
@@ -725,6 +736,19 @@ mod tests {
         n.on_closed(true, t0, "reset", &mut out);
         assert!(out.iter().any(|a| matches!(a, Action::Published(3, Err(_)))), "{out:?}");
         assert_eq!(n.publish(&a, b"x", false, 4), Err(SendError::NotReady));
+    }
+
+    #[test]
+    fn a_resume_whose_subscriber_left_is_dropped() {
+        let (mut n, t0) = node();
+        let a = TopicKey::channel("a");
+        let mut out = Vec::new();
+        n.on_closed(false, t0, "down", &mut out);
+        n.want(&a, true);
+        n.resume(SinkRef::conn(1, 1), vec![a.clone()], 1003);
+        assert_eq!(n.resumes_waiting(), 1, "waits for Redis");
+        n.want(&a, false);
+        assert_eq!(n.resumes_waiting(), 0, "nothing kept for a subscriber that is gone");
     }
 
     #[test]
