@@ -246,7 +246,7 @@ fn kill_mid_traffic(persist: bool) {
     let mut redis = Redis::start(persist);
     // Room for every message of the run: a trimmed stream would be a reset.
     let (a, b) = (node(&redis, "a", &["--history", "1000"]), node(&redis, "b", &["--history", "1000"]));
-    let mut subs = vec![open_sse(&a, "/channels/t", ""), open_sse(&b, "/channels/t", "")];
+    let mut subs = [open_sse(&a, "/channels/t", ""), open_sse(&b, "/channels/t", "")];
     wait_following(&a, 1);
     wait_following(&b, 1);
     let mut acked: Vec<(u64, String)> = Vec::new();

@@ -675,8 +675,9 @@ mod tests {
         assert_eq!(n.subscription_counts(), (1, 0));
     }
 
-    #[test]
-    fn a_lost_subscription_is_filled_from_the_stream_in_order() {
+    /// Channel `a` followed, message 1-5 delivered, then the subscriber link lost and back:
+    /// the node has asked the stream for what came after 1005.
+    fn lost_and_back() -> (Node<u32>, Instant) {
         let (mut n, t0) = node();
         let a = TopicKey::channel("a");
         n.want(&a, true);
@@ -695,6 +696,12 @@ mod tests {
         feed(&mut n, false, &confirm(b"subscribe", b"pushwire:c:a"), t0);
         let range = &n.cmd.transmit()[sent..];
         assert!(range.windows(4).any(|w| w == b"1005"), "reads after the watermark");
+        (n, t0)
+    }
+
+    #[test]
+    fn a_lost_subscription_is_filled_from_the_stream_in_order() {
+        let (mut n, t0) = lost_and_back();
         // A live message during the fill waits for the older ones.
         assert!(delivered(&feed(&mut n, false, &msg(b"pushwire:c:a", "1-8", "eight"), t0)).is_empty());
         let entry = |id: &str, d: &str| Value::Array(vec![bulk(id.as_bytes()), Value::Array(vec![bulk(b"m"), Value::Bulk(wire::encode_body(None, d.as_bytes(), None, None))])]);
@@ -706,16 +713,8 @@ mod tests {
 
     #[test]
     fn a_gap_that_cannot_be_filled_is_a_reset() {
-        let (mut n, t0) = node();
+        let (mut n, t0) = lost_and_back();
         let a = TopicKey::channel("a");
-        n.want(&a, true);
-        feed(&mut n, false, &confirm(b"subscribe", b"pushwire:c:a"), t0);
-        feed(&mut n, false, &msg(b"pushwire:c:a", "1-5", "five"), t0);
-        let mut out = Vec::new();
-        n.on_closed(false, t0, "gone", &mut out);
-        n.sub.connecting(t0);
-        n.connected(false, t0, &mut out);
-        feed(&mut n, false, &confirm(b"subscribe", b"pushwire:c:a"), t0);
         let reply = Value::Array(vec![Value::Integer(1), bulk(b"0"), Value::Array(vec![])]);
         let out = feed(&mut n, true, &reply, t0);
         assert!(matches!(out.as_slice(), [Action::Reset(k, 1005)] if *k == a), "{out:?}");

@@ -4,6 +4,7 @@ import { spawn } from 'node:child_process';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { io } from 'socket.io-client';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const BIN = process.argv[2] || process.env.PUSHWIRE_BIN || path.join(ROOT, 'target/debug/pushwire');
@@ -53,4 +54,36 @@ export function run(main, limit) {
   const timer = setTimeout(() => { console.error(`${path.basename(process.argv[1])}: run took longer than its limit`); process.exit(1); }, limit);
   main().then(() => { clearTimeout(timer); process.exit(0); },
               (e) => { console.error('FAIL', e); process.exit(1); });
+}
+
+// ---- socket.io-client helpers (sio.mjs, cluster.mjs) ----
+
+// Resolves with the event's arguments, or fails after WAIT.
+export function once(emitter, event, what = event) {
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), WAIT);
+    emitter.once(event, (...args) => { clearTimeout(t); resolve(args); });
+  });
+}
+
+export async function connected(url, opts = {}) {
+  const s = io(url, { forceNew: true, reconnection: false, ...opts });
+  const [err] = await Promise.race([once(s, 'connect').then(() => [null]), once(s, 'connect_error')]);
+  if (err) throw err;
+  return s;
+}
+
+// Collects `event` on socket `s`; `got` is the list of argument arrays.
+export function collect(s, event) {
+  const got = [];
+  s.on(event, (...args) => got.push(args));
+  return got;
+}
+
+export async function until(what, cond) {
+  const t0 = Date.now();
+  while (!(await cond())) {
+    if (Date.now() - t0 > WAIT) throw new Error(`timed out: ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
 }

@@ -5,39 +5,9 @@
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import { io } from 'socket.io-client';
-import { WAIT, freePort, startServer, stopServer, step, steps, run } from './lib.mjs';
+import { WAIT, freePort, startServer, stopServer, step, steps, run, once, connected, collect, until } from './lib.mjs';
 
 const RUN_LIMIT = 120_000;
-
-// Resolves with the event's arguments, or fails after WAIT.
-function once(emitter, event, what = event) {
-  return new Promise((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), WAIT);
-    emitter.once(event, (...args) => { clearTimeout(t); resolve(args); });
-  });
-}
-
-async function connected(url, opts = {}) {
-  const s = io(url, { forceNew: true, reconnection: false, ...opts });
-  const [err] = await Promise.race([once(s, 'connect').then(() => [null]), once(s, 'connect_error')]);
-  if (err) throw err;
-  return s;
-}
-
-// Collects `event` on socket `s`; `got` is the list of argument arrays.
-function collect(s, event) {
-  const got = [];
-  s.on(event, (...args) => got.push(args));
-  return got;
-}
-
-async function until(what, cond) {
-  const t0 = Date.now();
-  while (!(await cond())) {
-    if (Date.now() - t0 > WAIT) throw new Error(`timed out: ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 // An SSE stream read with node:http; `events` fills as events arrive.
 function sse(url) {
