@@ -142,11 +142,13 @@ fn subscriber_pushes_and_a_killed_redis() {
     let mut r = redis(&[]);
     let url = format!("redis://127.0.0.1:{}", r.port);
     let (mut sub, first) = Driver::<()>::connect(&url, Role::Subscriber);
-    assert_eq!(first, vec![Event::Ready]);
+    assert!(first.is_empty(), "ready when Redis answers the handshake's PING");
+    assert_eq!(sub.events(1), vec![Event::Ready]);
     sub.link.send(&[b"SUBSCRIBE", b"a", b"b"], ()).unwrap();
     sub.flush();
     assert_eq!(sub.events(2).len(), 2, "two subscribe confirmations");
     let (mut cmd, _) = Driver::<u32>::connect(&url, Role::Commands);
+    assert_eq!(cmd.events(1), vec![Event::Ready]);
     cmd.link.send(&[b"PUBLISH", b"b", b"hi"], 1).unwrap();
     cmd.flush();
     assert_eq!(cmd.events(1), vec![Event::Reply(1, Value::Integer(1))], "one subscriber: the other link");

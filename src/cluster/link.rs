@@ -24,6 +24,14 @@ use crate::proto::resp::{encode_command, Limits, Reader, Value};
 
 /// A TCP connect (and the handshake after it) must complete within this.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// A ready link sends PING this long after its last one was answered: a Redis that stops
+/// answering (stopped, swapping, a network partition without resets) is found even when
+/// nothing else is asked of it, and `/healthz` says so.
+pub const HEARTBEAT: Duration = Duration::from_secs(1);
+/// A PING unanswered for this long takes the link down (what is in flight fails: 503s
+/// instead of requests parked for as long as Redis is stuck). Redis answers in order, so
+/// the PING is also late when any command before it is.
+pub const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
@@ -66,6 +74,7 @@ enum State {
 enum Pending<T> {
     Handshake,
     Command(T),
+    Ping,
 }
 
 #[derive(Debug)]
@@ -78,6 +87,9 @@ pub struct Link<T> {
     reader: Reader,
     backoff: Backoff,
     max_out: usize,
+    /// The heartbeat PING in flight (when it was sent), or when the next one is due.
+    ping_sent: Option<Instant>,
+    next_ping: Instant,
 }
 
 impl<T> Link<T> {
@@ -92,6 +104,8 @@ impl<T> Link<T> {
             reader: Reader::new(Limits::default()),
             backoff: Backoff::new(Duration::from_millis(100), Duration::from_secs(10), seed),
             max_out,
+            ping_sent: None,
+            next_ping: now,
         }
     }
 
@@ -142,18 +156,21 @@ impl<T> Link<T> {
             encode_command(&mut self.out, &[b"SELECT", self.url.db.to_string().as_bytes()]);
             handshake += 1;
         }
+        // Ready only once Redis has answered: a TCP connect completes in the kernel even when
+        // Redis itself is stopped, and a link must not look up before Redis is.
+        encode_command(&mut self.out, &[b"PING"]);
+        handshake += 1;
         for _ in 0..handshake {
             self.inflight.push_back(Pending::Handshake);
-        }
-        if handshake == 0 {
-            return Some(self.become_ready());
         }
         self.state = State::Handshaking { deadline };
         None
     }
 
-    fn become_ready(&mut self) -> Event<T> {
+    fn become_ready(&mut self, now: Instant) -> Event<T> {
         self.state = State::Ready;
+        self.ping_sent = None;
+        self.next_ping = now + HEARTBEAT;
         self.backoff.reset();
         Event::Ready
     }
@@ -200,6 +217,10 @@ impl<T> Link<T> {
                     break;
                 }
             };
+            if self.role == Role::Subscriber && self.state == State::Ready && is_pong(&reply) {
+                self.answered(now);
+                continue;
+            }
             if let Value::Push(_) = reply {
                 events.push(Event::Push(reply));
                 continue;
@@ -212,10 +233,11 @@ impl<T> Link<T> {
                         break;
                     }
                     if !self.inflight.iter().any(|p| matches!(p, Pending::Handshake)) {
-                        events.push(self.become_ready());
+                        events.push(self.become_ready(now));
                     }
                 }
                 Some(Pending::Command(tag)) => events.push(Event::Reply(tag, reply)),
+                Some(Pending::Ping) => self.answered(now),
                 // A subscriber link: everything after the handshake is a push.
                 None if self.role == Role::Subscriber => events.push(Event::Push(reply)),
                 None => {
@@ -238,7 +260,7 @@ impl<T> Link<T> {
             .drain(..)
             .filter_map(|p| match p {
                 Pending::Command(t) => Some(t),
-                Pending::Handshake => None,
+                Pending::Handshake | Pending::Ping => None,
             })
             .collect();
         self.out.clear();
@@ -250,8 +272,13 @@ impl<T> Link<T> {
         match self.state {
             State::Idle { retry_at } => Some(retry_at),
             State::Connecting { deadline } | State::Handshaking { deadline } => Some(deadline),
-            State::Ready => None,
+            State::Ready => Some(self.ping_sent.map_or(self.next_ping, |t| t + REPLY_TIMEOUT)),
         }
+    }
+
+    fn answered(&mut self, now: Instant) {
+        self.ping_sent = None;
+        self.next_ping = now + HEARTBEAT;
     }
 
     /// The deadline passed: a connect or handshake that took too long is given up (the
@@ -261,8 +288,29 @@ impl<T> Link<T> {
             State::Connecting { deadline } | State::Handshaking { deadline } if deadline <= now => {
                 Some(self.down(now, "connect timed out".into()))
             }
+            State::Ready => match self.ping_sent {
+                Some(t) if t + REPLY_TIMEOUT <= now => Some(self.down(now, format!("Redis did not answer for {} s", REPLY_TIMEOUT.as_secs()))),
+                None if self.next_ping <= now => {
+                    encode_command(&mut self.out, &[b"PING"]);
+                    if self.role == Role::Commands {
+                        self.inflight.push_back(Pending::Ping);
+                    }
+                    self.ping_sent = Some(now);
+                    None
+                }
+                _ => None,
+            },
             _ => None,
         }
+    }
+}
+
+/// A subscriber link's PING answer: `+PONG` before any SUBSCRIBE, `["pong", ""]` after.
+fn is_pong(v: &Value) -> bool {
+    match v {
+        Value::Simple(s) => s == b"PONG",
+        Value::Array(a) | Value::Push(a) => a.first().and_then(Value::as_bytes) == Some(b"pong"),
+        _ => false,
     }
 }
 
@@ -286,12 +334,13 @@ mod tests {
         l.connecting(t0);
         assert!(!l.wants_connect(t0));
         assert_eq!(l.connected(t0), None);
-        assert_eq!(l.transmit(), b"*3\r\n$4\r\nAUTH\r\n$1\r\nu\r\n$1\r\np\r\n*2\r\n$6\r\nSELECT\r\n$1\r\n2\r\n");
+        assert_eq!(l.transmit(), b"*3\r\n$4\r\nAUTH\r\n$1\r\nu\r\n$1\r\np\r\n*2\r\n$6\r\nSELECT\r\n$1\r\n2\r\n*1\r\n$4\r\nPING\r\n");
         assert_eq!(l.send(&[b"PING"], 9), Err(SendError::NotReady), "nothing before the handshake");
         let n = l.transmit().len();
         l.written(n);
         assert_eq!(l.on_input(b"+OK\r\n", t0), vec![]);
-        assert_eq!(l.on_input(b"+OK\r\n", t0), vec![Event::Ready]);
+        assert_eq!(l.on_input(b"+OK\r\n", t0), vec![]);
+        assert_eq!(l.on_input(b"+PONG\r\n", t0), vec![Event::Ready], "ready once Redis itself answered");
         l.send(&[b"PUBLISH", b"c", b"x"], 1).unwrap();
         l.send(&[b"GET", b"k"], 2).unwrap();
         // Replies split anywhere pair with their commands in order.
@@ -304,7 +353,8 @@ mod tests {
         let t0 = Instant::now();
         let mut l: Link<u32> = Link::new(url("redis://h:1"), Role::Commands, t0, 1, 1 << 20);
         l.connecting(t0);
-        assert_eq!(l.connected(t0), Some(Event::Ready), "no AUTH or SELECT to wait for");
+        assert_eq!(l.connected(t0), None);
+        assert_eq!(l.on_input(b"+PONG\r\n", t0), vec![Event::Ready], "no AUTH or SELECT: the PING is the handshake");
         l.send(&[b"PUBLISH", b"c", b"1"], 1).unwrap();
         l.send(&[b"PUBLISH", b"c", b"2"], 2).unwrap();
         assert_eq!(l.on_input(b":1\r\n", t0), vec![Event::Reply(1, Value::Integer(1))]);
@@ -339,6 +389,7 @@ mod tests {
         let mut l: Link<u32> = Link::new(url("redis://h:1"), Role::Commands, t0, 1, 100);
         l.connecting(t0);
         l.connected(t0);
+        l.on_input(b"+PONG\r\n", t0);
         let big = [b'x'; 200];
         l.send(&[b"SET", b"k", &big], 1).unwrap();
         assert_eq!(l.send(&[b"PING"], 2), Err(SendError::Full), "Redis is not reading: stop queueing");
@@ -349,7 +400,41 @@ mod tests {
         let mut l: Link<u32> = Link::new(url("redis://h:1"), Role::Commands, t0, 1, 100);
         l.connecting(t0);
         l.connected(t0);
-        assert!(matches!(l.on_input(b"+OK\r\n", t0).as_slice(), [Event::Down { .. }]), "a reply nobody asked for");
+        assert!(matches!(l.on_input(b"+PONG\r\n+OK\r\n", t0).as_slice(), [Event::Ready, Event::Down { .. }]), "a reply nobody asked for");
+    }
+
+    #[test]
+    fn a_silent_redis_is_found_by_the_heartbeat() {
+        let t0 = Instant::now();
+        for role in [Role::Commands, Role::Subscriber] {
+            let mut l: Link<u32> = Link::new(url("redis://h:1"), role, t0, 1, 1 << 20);
+            l.connecting(t0);
+            l.connected(t0);
+            let n = l.transmit().len();
+            l.written(n);
+            assert_eq!(l.on_input(b"+PONG\r\n", t0), vec![Event::Ready]);
+            assert_eq!(l.poll_timeout(), Some(t0 + HEARTBEAT));
+            assert_eq!(l.handle_timeout(t0 + HEARTBEAT), None);
+            assert_eq!(l.transmit(), b"*1\r\n$4\r\nPING\r\n");
+            // Answered: nothing reaches the node, the next PING is a heartbeat later.
+            let pong: &[u8] = if role == Role::Commands { b"+PONG\r\n" } else { b"*2\r\n$4\r\npong\r\n$0\r\n\r\n" };
+            let t1 = t0 + Duration::from_secs(2);
+            assert_eq!(l.on_input(pong, t1), vec![]);
+            assert_eq!(l.poll_timeout(), Some(t1 + HEARTBEAT));
+            l.handle_timeout(t1 + HEARTBEAT);
+            // Not answered: down after REPLY_TIMEOUT, with the command sent meanwhile failed.
+            if role == Role::Commands {
+                l.send(&[b"PUBLISH", b"c", b"x"], 7).unwrap();
+            }
+            assert_eq!(l.handle_timeout(t1 + HEARTBEAT + REPLY_TIMEOUT - Duration::from_millis(1)), None);
+            match l.handle_timeout(t1 + HEARTBEAT + REPLY_TIMEOUT) {
+                Some(Event::Down { failed, reason }) => {
+                    assert!(reason.contains("did not answer"), "{reason}");
+                    assert_eq!(failed, if role == Role::Commands { vec![7] } else { vec![] });
+                }
+                other => panic!("{other:?}"),
+            }
+        }
     }
 
     #[test]
@@ -358,7 +443,7 @@ mod tests {
         let mut l: Link<()> = Link::new(url("redis://:pw@h:1"), Role::Subscriber, t0, 1, 1 << 20);
         l.connecting(t0);
         l.connected(t0);
-        assert_eq!(l.on_input(b"+OK\r\n", t0), vec![Event::Ready]);
+        assert_eq!(l.on_input(b"+OK\r\n+PONG\r\n", t0), vec![Event::Ready]);
         l.send(&[b"SUBSCRIBE", b"a", b"b"], ()).unwrap();
         let got = l.on_input(b"*3\r\n$9\r\nsubscribe\r\n$1\r\na\r\n:1\r\n*3\r\n$7\r\nmessage\r\n$1\r\na\r\n$2\r\nhi\r\n>3\r\n$7\r\nmessage\r\n$1\r\nb\r\n$1\r\nx\r\n", t0);
         assert_eq!(got.len(), 3);

@@ -597,10 +597,11 @@ mod tests {
         let t0 = Instant::now();
         let mut n: Node<u32> = Node::new("redis://h:1".parse().unwrap(), "n1".into(), 100, 60_000, t0, 1000);
         let mut out = Vec::new();
-        n.cmd.connecting(t0);
-        n.connected(true, t0, &mut out);
-        n.sub.connecting(t0);
-        n.connected(false, t0, &mut out);
+        for cmd in [true, false] {
+            if cmd { n.cmd.connecting(t0) } else { n.sub.connecting(t0) }
+            n.connected(cmd, t0, &mut out);
+            n.on_input(cmd, b"+PONG\r\n", t0, &mut out);
+        }
         assert!(matches!(out.as_slice(), [Action::Up]), "{out:?}");
         (n, t0)
     }
@@ -691,6 +692,7 @@ mod tests {
         n.sub.connecting(t0);
         let mut out = Vec::new();
         n.connected(false, t0, &mut out);
+        n.on_input(false, b"+PONG\r\n", t0, &mut out);
         assert!(matches!(out.as_slice(), [Action::Up]));
         let sent = n.cmd.transmit().len();
         feed(&mut n, false, &confirm(b"subscribe", b"pushwire:c:a"), t0);
