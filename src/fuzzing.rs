@@ -216,3 +216,19 @@ pub fn resp_reader(data: &[u8]) {
     let bytes: Vec<&[u8]> = input.chunks(1).collect();
     assert_eq!(read(&bytes), whole, "byte by byte");
 }
+
+/// A message body as another node (or a hostile Redis) may send it: decoding never panics,
+/// and what decodes encodes back to the same message. The first line before a space, if
+/// any, is also read as a stream id, which must spell its number back the same way.
+pub fn cluster_body(data: &[u8]) {
+    use crate::cluster::wire::{decode_body, encode_body, parse_stream_id, stream_id};
+    if let Some(sp) = data.iter().position(|&b| b == b' ') {
+        if let Some(id) = parse_stream_id(&data[..sp]) {
+            assert_eq!(parse_stream_id(stream_id(id).as_bytes()), Some(id));
+        }
+    }
+    let Some(b) = decode_body(data) else { return };
+    let origin = b.origin.as_ref().map(|(n, s)| (&**n, *s));
+    let again = encode_body(b.event.as_deref(), &b.data, b.sio.as_deref(), origin);
+    assert_eq!(decode_body(&again).as_ref(), Some(&b), "re-encoded differently");
+}

@@ -51,3 +51,8 @@ fn socketio_packet_corpus() {
 fn resp_reader_corpus() {
     replay("resp_reader", pushwire::fuzzing::resp_reader);
 }
+
+#[test]
+fn cluster_body_corpus() {
+    replay("cluster_body", pushwire::fuzzing::cluster_body);
+}
