@@ -378,3 +378,39 @@ fn a_stopped_redis_is_noticed_and_parked_publishes_fail() {
     }
     assert_eq!((ev.id.as_deref(), ev.data.as_str()), (Some(id1.to_string().as_str()), "after"));
 }
+
+/// `--reuse-port` with `--redis`: two processes on one port are one service. The kernel
+/// spreads the subscribers over both; a publish, answered by either, reaches all of them once.
+#[test]
+fn two_processes_on_one_port_are_one_service() {
+    let redis = Redis::start(false);
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let listen = format!("127.0.0.1:{port}");
+    let url = redis.url();
+    let start = |id: &str| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_pushwire"));
+        cmd.args(["--listen", &listen, "--stats-interval", "0", "--reuse-port", "--redis", &url, "--node-id", id]);
+        let s = Server::spawn(cmd);
+        wait_up(&s);
+        s
+    };
+    let (a, _b) = (start("p1"), start("p2"));
+    let mut subs: Vec<SseStream> = (0..16).map(|_| open_sse(&a, "/channels/shared", "")).collect();
+    // Both processes have subscribers and follow the channel (asked until each has answered).
+    let mut following = std::collections::BTreeSet::new();
+    support::wait_for("both processes following the channel", || {
+        let v = stats(&a);
+        if v["cluster"]["subscriptions"] == 1 && v["cluster"]["subscriptions_pending"] == 0 {
+            following.insert(v["node_id"].as_str().unwrap_or("").to_string());
+        }
+        following.len() == 2
+    });
+    let (id, nodes) = cpublish(&a, "shared", "to all");
+    assert_eq!(nodes, 2);
+    for s in &mut subs {
+        assert_eq!(s.message(), (id, "to all".into()));
+    }
+    for s in &mut subs[..2] {
+        assert_silent(&mut s.c, Duration::from_millis(200), "once");
+    }
+}
