@@ -79,7 +79,9 @@ impl Server {
             }
         }
         if let Some(at) = self.app.cluster.as_ref().and_then(|n| n.poll_timeout()) {
-            if self.redis.timer_at.is_none_or(|t| t > at || t < self.now) {
+            // An armed entry always fires (and clears `timer_at`): only an earlier deadline
+            // needs another.
+            if self.redis.timer_at.is_none_or(|t| t > at) {
                 self.redis.timer_at = Some(at);
                 self.timers.add(at, TimerKey::Redis);
             }
