@@ -170,9 +170,17 @@ pub fn emit_api(ctx: &mut Ctx<'_>, req: &Request, _: &super::Params) -> Reply {
         return pubsub::json_error(ctx, 400, "give at most one of room, to, user");
     }
     if let Some(to) = to {
-        return match ctx.sio.emit_to_socket(&to, &nsp, &full) {
-            true => pubsub::with_cors(ctx, Response::json(202, &serde_json::json!({"delivered": 1}))).into(),
-            false => pubsub::json_error(ctx, 404, "no such socket in that namespace"),
+        if ctx.sio.emit_to_socket(&to, &nsp, &full) {
+            return pubsub::with_cors(ctx, Response::json(202, &serde_json::json!({"delivered": 1}))).into();
+        }
+        if ctx.cluster.is_none() {
+            return pubsub::json_error(ctx, 404, "no such socket in that namespace");
+        }
+        // Not here: the node that has it delivers it (every node follows the topic).
+        let data = crate::cluster::wire::to_socket(&nsp, &to, &full);
+        return match ctx.publish_for(&crate::cluster::wire::sockets_topic(), None, data.into(), Default::default(), super::cluster::Answer::SioEmit) {
+            Ok(_) => Reply::Parked,
+            Err(e) => super::cluster::unavailable(ctx, e),
         };
     }
     let key = match (&room, &user) {

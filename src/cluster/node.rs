@@ -124,7 +124,7 @@ impl<P: std::fmt::Debug> Node<P> {
     /// `start_id`: the node's start as an id (microseconds since the epoch).
     pub fn new(url: RedisUrl, node_id: String, history_len: usize, ttl_ms: u64, now: Instant, start_id: u64) -> Node<P> {
         let seed = start_id;
-        Node {
+        let mut node = Node {
             node_id,
             cmd: Link::new(url.clone(), Role::Commands, now, seed, MAX_LINK_OUTPUT),
             sub: Link::new(url, Role::Subscriber, now, seed.rotate_left(17) ^ 0x9e37_79b9, MAX_LINK_OUTPUT),
@@ -134,7 +134,10 @@ impl<P: std::fmt::Debug> Node<P> {
             ttl_ms,
             down: Some("connecting to Redis".into()),
             last_seen: start_id,
-        }
+        };
+        // Followed for the life of the node (no hub subscriber ever unwants it).
+        node.want(&wire::sockets_topic(), true);
+        node
     }
 
     /// `None` when publishes can be taken; else why not.
@@ -142,11 +145,13 @@ impl<P: std::fmt::Debug> Node<P> {
         self.down.as_deref()
     }
 
-    /// Topics followed on Redis (confirmed), and ones not confirmed yet.
+    /// Topics followed on Redis (confirmed), and ones not confirmed yet (the node's own
+    /// topic for emits to one socket not counted).
     pub fn subscription_counts(&self) -> (usize, usize) {
-        let live = self.topics.values().filter(|t| t.wanted && matches!(t.phase, Phase::Live | Phase::Filling)).count();
-        let wanted = self.topics.values().filter(|t| t.wanted).count();
-        (live, wanted - live)
+        let own = wire::sockets_topic();
+        let followed = || self.topics.iter().filter(|(k, t)| t.wanted && **k != own);
+        let live = followed().filter(|(_, t)| matches!(t.phase, Phase::Live | Phase::Filling)).count();
+        (live, followed().count() - live)
     }
 
     /// Publishes through Redis: the message gets its id there, reaches every node that

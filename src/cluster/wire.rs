@@ -22,6 +22,24 @@ pub const CLOCK_KEY: &[u8] = b"pushwire:clock";
 /// dataset does not have (lost with a restart without persistence, or from a standalone node).
 pub const ORIGIN_KEY: &[u8] = b"pushwire:origin";
 
+/// The topic every node follows whatever its subscribers: server emits to one socket.io
+/// socket (`"to"`), which only the node that has the socket can deliver. A user topic whose
+/// name has a `/`, which no user name may: no client can subscribe to it.
+pub fn sockets_topic() -> TopicKey {
+    TopicKey::user("/sio-to")
+}
+
+/// The body's data for an emit to one socket: `NSP LF SOCKET-ID LF [event, ...args]`.
+pub fn to_socket(nsp: &str, socket_id: &str, args: &str) -> Vec<u8> {
+    format!("{nsp}\n{socket_id}\n{args}").into_bytes()
+}
+
+pub fn parse_to_socket(data: &[u8]) -> Option<(&str, &str, &str)> {
+    let s = std::str::from_utf8(data).ok()?;
+    let mut p = s.splitn(3, '\n');
+    Some((p.next()?, p.next()?, p.next()?))
+}
+
 /// The Redis key (stream) and pub/sub channel of a topic.
 pub fn topic_key(key: &TopicKey) -> Vec<u8> {
     let mut k = match key.kind {

@@ -412,7 +412,7 @@ impl Server {
     }
 
     /// Carries out what touched Engine.IO sessions ask (`net/eio.rs`).
-    fn flush_sessions(&mut self) {
+    pub(super) fn flush_sessions(&mut self) {
         if !self.app.sio.touched.is_empty() {
             eio::flush_sessions(&mut self.eio_loop());
         }

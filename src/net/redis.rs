@@ -18,6 +18,7 @@ use super::timers::TimerKey;
 use super::{stream, ws};
 use crate::app::cluster::{self, Then};
 use crate::cluster::node::Action;
+use crate::cluster::wire;
 use crate::hub::{Extra, Message, SinkKind};
 use crate::proto::http1::Persist;
 
@@ -268,6 +269,15 @@ impl Server {
             Action::Up => log::info!("cluster: connected to Redis at {}", self.app.config.redis.as_ref().map(|u| u.to_string()).unwrap_or_default()),
             Action::Down(why) => log::warn!("cluster: {why}; publishes get 503 until Redis is back"),
             Action::Deliver(key, id, body) => {
+                if key == wire::sockets_topic() {
+                    // An emit to one socket: delivered where the socket is, ignored elsewhere.
+                    if let Some((nsp, socket, args)) = wire::parse_to_socket(&body.data) {
+                        if self.app.sio.emit_to_socket(socket, nsp, args) {
+                            self.flush_sessions();
+                        }
+                    }
+                    return;
+                }
                 if self.app.hub.subscriber_count(&key) == 0 {
                     return;
                 }

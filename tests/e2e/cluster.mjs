@@ -195,6 +195,23 @@ async function main() {
       for (const [, s] of sockets()) s.off('chat');
     });
 
+    await step('an emit to one socket reaches it on whichever node has it', async () => {
+      const got = sockets().map(([name, s]) => [name, collect(s, 'direct')]);
+      // The request goes to node a; the socket is on node b.
+      const r = await emitApi(a, { namespace: '/', to: onBpoll.id, event: 'direct', args: ['for b/polling'] });
+      assert.equal(r.status, 202, JSON.stringify(r.body));
+      assert.equal(r.body.nodes, 2, 'every node follows the topic for emits to one socket');
+      await until('b/polling got it', () => got[2][1].length >= 1);
+      // On the node that has it, it is delivered at once, without Redis.
+      assert.deepEqual(await emitApi(a, { namespace: '/', to: onA.id, event: 'direct', args: ['for a/ws'] }), { status: 202, body: { delivered: 1 } });
+      await until('a/ws got it', () => got[0][1].length >= 1);
+      await sleep(QUIET);
+      assert.deepEqual(got[2][1], [['for b/polling']], 'once');
+      assert.deepEqual(got[0][1], [['for a/ws']], 'once');
+      assert.deepEqual(got[1][1], [], 'b/ws is not addressed');
+      for (const [, s] of sockets()) s.off('direct');
+    });
+
     await step('every session is gone once its client closed; the nodes stop following on Redis', async () => {
       for (const s of all) s.close();
       for (const n of nodes) {
