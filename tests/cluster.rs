@@ -161,6 +161,8 @@ fn users_are_online_and_offline_across_nodes() {
     let (a, b) = (node(&redis, "a", &[]), node(&redis, "b", &[]));
     let mut alice = open_sse(&b, "/users/alice", "");
     wait_following(&b, 1);
+    let m = b.get("/metrics").text();
+    assert!(m.contains("\npushwire_cluster_up 1\n") && m.contains("pushwire_cluster_subscriptions{state=\"confirmed\"} 1"), "{m}");
     // Bob on a reaches Alice on b.
     let r = post(&a, "/users/alice", b"hi alice");
     assert_eq!(r.status, 202, "{:?}", r.text());

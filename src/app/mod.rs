@@ -8,6 +8,7 @@
 pub mod cluster;
 pub mod control;
 mod demos;
+mod metrics;
 mod pubsub;
 mod router;
 mod routes;

@@ -11,6 +11,7 @@ pub fn routes() -> Router {
     r.get("/", index);
     r.get("/healthz", healthz);
     r.get("/stats", stats);
+    r.get("/metrics", super::metrics::metrics);
     r.get("/echo", echo);
     r.get("/channels/{name}", pubsub::channel_subscribe);
     r.post("/channels/{name}", pubsub::channel_publish);

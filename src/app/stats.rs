@@ -26,6 +26,30 @@ impl ConnKind {
     }
 }
 
+/// Publish-to-write latency: from a message's publish to the write that finished putting
+/// it (and what was queued with it) on a subscriber's socket. Recorded once per drained
+/// write, for the oldest message in it, so it is the worst case of each batch. Bucket upper
+/// bounds in microseconds, as Prometheus buckets (`le`, in seconds).
+pub const LATENCY_BUCKETS_US: [u64; 14] = [250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000, 10_000_000];
+
+#[derive(Debug, Default, Clone)]
+pub struct Histogram {
+    /// Counts per bucket (not cumulative), and one for above the last.
+    pub counts: [u64; LATENCY_BUCKETS_US.len() + 1],
+    pub sum_us: u64,
+    pub count: u64,
+}
+
+impl Histogram {
+    pub fn record(&mut self, d: std::time::Duration) {
+        let us = d.as_micros().min(u64::MAX as u128) as u64;
+        let i = LATENCY_BUCKETS_US.partition_point(|&b| b < us);
+        self.counts[i] += 1;
+        self.sum_us += us;
+        self.count += 1;
+    }
+}
+
 #[derive(Debug)]
 pub struct Stats {
     pub started: Instant,
@@ -36,11 +60,12 @@ pub struct Stats {
     pub bytes_out: u64,
     /// Connections closed because their output made no progress for `--write-timeout`.
     pub write_timeouts: u64,
+    pub latency: Histogram,
 }
 
 impl Stats {
     pub fn new(now: Instant) -> Self {
-        Stats { started: now, open: [0; 4], accepted: 0, requests: 0, bytes_in: 0, bytes_out: 0, write_timeouts: 0 }
+        Stats { started: now, open: [0; 4], accepted: 0, requests: 0, bytes_in: 0, bytes_out: 0, write_timeouts: 0, latency: Histogram::default() }
     }
 
     pub fn conn_opened(&mut self, kind: ConnKind) {
@@ -85,6 +110,7 @@ impl Stats {
             "slow_consumer_disconnects": hub.stats.slow_consumer_disconnects,
             "write_timeouts": self.write_timeouts,
             "history": {
+                "evicted": hub.stats.evicted,
                 "messages": hub.history_messages(),
                 "bytes": hub.history_bytes().0,
                 "budget": hub.history_bytes().1,
@@ -115,5 +141,24 @@ impl Stats {
             hub.history_bytes().0,
             hub.history_bytes().1,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn latencies_land_in_their_buckets() {
+        let mut h = Histogram::default();
+        for us in [0, 250, 251, 9_999, 10_000_001] {
+            h.record(Duration::from_micros(us));
+        }
+        assert_eq!(h.counts[0], 2, "0 and 250 are <= 250 us");
+        assert_eq!(h.counts[1], 1);
+        assert_eq!(h.counts[5], 1, "9,999 us <= 10 ms");
+        assert_eq!(h.counts[LATENCY_BUCKETS_US.len()], 1, "above the last bucket");
+        assert_eq!((h.count, h.sum_us), (5, 250 + 251 + 9_999 + 10_000_001));
     }
 }

@@ -156,6 +156,9 @@ pub struct HubStats {
     pub published: u64,
     pub delivered: u64,
     pub slow_consumer_disconnects: u64,
+    /// Kept messages dropped before their time: past `--history` on their topic, or by the
+    /// byte budget (expiry by `--history-ttl` is not counted: that is their time).
+    pub evicted: u64,
     /// Subscriptions by transport: WebSocket, SSE, long-poll, Socket.IO.
     pub subscribers: [u64; 4],
 }
@@ -335,6 +338,7 @@ impl Hub {
             while topic.history_len() > limits.history_len {
                 if let Some(old) = topic.pop_front() {
                     history.remove(&old);
+                    self.stats.evicted += 1;
                 }
             }
         }
@@ -352,7 +356,9 @@ impl Hub {
         while self.history.oldest().is_some_and(|m| now.duration_since(m.published) >= ttl) {
             self.evict_oldest();
         }
-        while self.history.bytes() > self.limits.history_bytes && self.evict_oldest() {}
+        while self.history.bytes() > self.limits.history_bytes && self.evict_oldest() {
+            self.stats.evicted += 1;
+        }
     }
 
     /// Drops the oldest kept message of all topics (the front of its topic's history).

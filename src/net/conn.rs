@@ -166,6 +166,9 @@ pub struct Conn {
     pub timer_at: Option<Instant>,
     /// Hub subscriptions (topic and slot), removed when the connection closes.
     pub subs: Vec<(TopicKey, usize)>,
+    /// When the oldest hub message in the output was published (until the output drains:
+    /// the publish-to-write latency `/metrics` shows).
+    pub oldest_push: Option<Instant>,
 }
 
 impl Conn {
@@ -189,6 +192,7 @@ impl Conn {
             stuck_since: None,
             timer_at: None,
             subs: Vec::new(),
+            oldest_push: None,
         }
     }
 

@@ -4,6 +4,7 @@
 
 use std::io::{self, Read};
 use std::net::Shutdown;
+use std::time::Instant;
 
 use mio::{Interest, Poll, Token};
 
@@ -176,6 +177,10 @@ fn write_out(conn: &mut Conn, env: &mut Env<'_>) -> bool {
     // The write timeout runs from the last time output moved (or from when it was queued).
     if conn.out.is_empty() && !conn.sending_file() {
         conn.stuck_since = None;
+        if let Some(t) = conn.oldest_push.take() {
+            // The clock now, not the loop's turn: the writes of one turn take time too.
+            env.app.stats.latency.record(Instant::now().saturating_duration_since(t));
+        }
     } else if env.app.stats.bytes_out != written_before || conn.stuck_since.is_none() {
         conn.stuck_since = Some(env.now);
     }

@@ -468,6 +468,7 @@ impl Server {
                     continue;
                 }
                 conn.out.push_shared(run.encoded(enc).clone());
+                conn.oldest_push.get_or_insert(msgs[from].published);
                 delivered += (msgs.len() - from) as u64;
                 conn.wake(&mut self.pending);
                 continue;
@@ -478,7 +479,10 @@ impl Server {
                 continue;
             }
             match stream::push(conn, run, from, sub.encoding, cfg) {
-                Pushed::Queued => delivered += (msgs.len() - from) as u64,
+                Pushed::Queued => {
+                    conn.oldest_push.get_or_insert(msgs[from].published);
+                    delivered += (msgs.len() - from) as u64;
+                }
                 Pushed::PollReady => {
                     delivered += (msgs.len() - from) as u64;
                     polls.push((token, from));
