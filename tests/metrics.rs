@@ -85,3 +85,37 @@ fn metrics_follow_what_happened_in_the_exposition_format() {
     assert!(s["pushwire_delivery_latency_seconds_sum"] < 1.0, "loopback deliveries take well under a second");
     assert!(!s.keys().any(|k| k.starts_with("pushwire_cluster")), "no cluster figures without --redis");
 }
+
+/// The dashboard's system channel: figures once a second while followed (busiest channels
+/// by messages in the last second), and nobody else may publish there.
+#[test]
+fn the_dashboard_channel_carries_the_servers_figures() {
+    let server = Server::start(&[]);
+    let mut dash = open_sse(&server, "/channels/pushwire:stats", "");
+    let first: serde_json::Value = serde_json::from_str(&dash.message().1).unwrap();
+    assert_eq!(first["connections"]["sse"], 1, "{first}");
+    let _sub = open_sse(&server, "/channels/busy", "");
+    for i in 0..5 {
+        publish(&server, "busy", &format!("{i}"));
+    }
+    // Within a few updates the channel shows up with its messages of each second: 5 in all
+    // (the publishes may straddle two updates).
+    let (mut counted, mut last) = (0, serde_json::Value::Null);
+    for _ in 0..4 {
+        let f: serde_json::Value = serde_json::from_str(&dash.message().1).unwrap();
+        if let Some(b) = f["busiest"].as_array().and_then(|a| a.iter().find(|c| c["channel"] == "busy")) {
+            assert_eq!(b["subscribers"], 1, "{f}");
+            counted += b["messages"].as_u64().unwrap();
+        }
+        last = f;
+        if counted >= 5 {
+            break;
+        }
+    }
+    assert_eq!(counted, 5, "busy's messages, each counted in the second it came: {last}");
+    assert!(last["published"].as_u64().unwrap() >= 5 && last["channels"].as_u64().unwrap() >= 2, "{last}");
+    assert_json_error(&post(&server, "/channels/pushwire:stats", b"fake"), 403);
+    let mut ctl = ws_open(&server, "/ws", "");
+    ctl_send(&mut ctl, &serde_json::json!({"op": "publish", "channel": "pushwire:stats", "data": "fake"}));
+    assert_ctl_error(&ctl_recv(&mut ctl), "a publish on the system channel");
+}

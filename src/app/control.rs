@@ -77,6 +77,9 @@ fn run(link: &mut dyn ControlLink, app: &mut App, data: &[u8], publish: WsPublis
                 Some(_) => return Err("invalid \"since\"".into()),
             };
             let key = TopicKey::channel(name);
+            if name == super::dashboard::STATS_CHANNEL {
+                app.ticker_wanted = true;
+            }
             let live_after = match link.live_after(&app.hub, &key) {
                 Some(after) => after,
                 None => {
@@ -126,6 +129,9 @@ fn run(link: &mut dyn ControlLink, app: &mut App, data: &[u8], publish: WsPublis
                 WsPublish::NeedsToken => return Err("publishing needs the publish token in the handshake".into()),
             }
             let name = channel()?;
+            if super::dashboard::is_system_channel(name) {
+                return Err("channels named pushwire:… are the server's: they can be followed, not published to".into());
+            }
             let data = v.get("data").and_then(Value::as_str).ok_or("missing \"data\" (a string)")?;
             let event = match v.get("event") {
                 None | Some(Value::Null) => None,

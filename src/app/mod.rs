@@ -7,6 +7,7 @@
 
 pub mod cluster;
 pub mod control;
+pub mod dashboard;
 mod demos;
 mod metrics;
 mod pubsub;
@@ -154,6 +155,7 @@ pub struct App {
     /// subscriptions they made are followed (`(sink, topics, since)`).
     pub resumes: Vec<(SinkRef, Vec<TopicKey>, u64)>,
     sio_client_js: Option<Rc<[u8]>>,
+    dashboard: dashboard::Dashboard,
     router: Router,
     static_dir: Option<StaticDir>,
 }
@@ -185,6 +187,7 @@ impl App {
             cluster,
             resumes: Vec::new(),
             sio_client_js,
+            dashboard: Default::default(),
             router: routes::routes(),
             stats: Stats::new(now),
             hub,
@@ -206,8 +209,14 @@ impl App {
     }
 
     /// The ticker's timer fired: returns when it should fire next (`None`: nobody listens).
+    /// The once-a-second jobs: the ticker demo's clock and the dashboard's figures.
     pub fn tick(&mut self, now: Instant, wall_us: u64) -> Option<Instant> {
-        demos::tick(&mut self.ctx(now, wall_us, SinkRef::conn(usize::MAX, 0))).then(|| now + demos::TICK)
+        let mut dash = std::mem::take(&mut self.dashboard);
+        let mut ctx = self.ctx(now, wall_us, SinkRef::conn(usize::MAX, 0));
+        let clock = demos::tick(&mut ctx);
+        let figures = dashboard::tick(&mut dash, &mut ctx);
+        self.dashboard = dash;
+        (clock || figures).then(|| now + demos::TICK)
     }
 
     fn ctx(&mut self, now: Instant, wall_us: u64, conn: SinkRef) -> Ctx<'_> {

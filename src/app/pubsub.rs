@@ -16,7 +16,8 @@ pub fn channel_subscribe(ctx: &mut Ctx<'_>, req: &Request, p: &Params) -> Reply 
     if !valid_channel_name(name) {
         return bad_name(ctx);
     }
-    subscribe(ctx, req, vec![TopicKey::channel(name)], true)
+    let publish = !super::dashboard::is_system_channel(name);
+    subscribe(ctx, req, vec![TopicKey::channel(name)], publish)
 }
 
 /// `POST /channels/{name}`: publish the body. `?event=NAME` names the SSE event.
@@ -27,6 +28,9 @@ pub fn channel_publish(ctx: &mut Ctx<'_>, req: &Request, p: &Params) -> Reply {
     }
     if let Some(denied) = check_token(ctx, req) {
         return denied;
+    }
+    if super::dashboard::is_system_channel(name) {
+        return json_error(ctx, 403, "channels named pushwire:… are the server's: they can be followed, not published to");
     }
     let event = query_values(req, "event").next();
     if event.as_deref().is_some_and(|e| e.is_empty() || e.contains(['\r', '\n'])) {
@@ -133,6 +137,10 @@ fn subscribe(ctx: &mut Ctx<'_>, req: &Request, topics: Vec<TopicKey>, ws_publish
         Err(()) => return json_error(ctx, 400, "invalid last event id: expected a message id"),
     };
     let sse = accepts_event_stream(req);
+    if req.head.method != Method::Head && topics.iter().any(|k| &*k.name == super::dashboard::STATS_CHANNEL) {
+        // Its figures are published once a second while anyone follows it.
+        *ctx.ticker_wanted = true;
+    }
     if let Err(e) = ctx.hub.check_room(&topics) {
         return hub_error(ctx, e);
     }

@@ -327,6 +327,7 @@ impl Hub {
         let msg = Rc::new(msg);
         let Hub { topics, history, limits, .. } = self;
         let topic = topics.get_mut(key).expect("created above");
+        topic.published += 1;
         if limits.history_len == 0 {
             topic.floor = topic.floor.max(id);
         } else {
@@ -453,6 +454,12 @@ impl Hub {
     pub fn sweep(&mut self, now: Instant) -> bool {
         self.enforce_limits(now);
         !self.history.is_empty()
+    }
+
+    /// Every channel with its publish count and subscribers: a walk, for the dashboard's
+    /// once-a-second figures while someone watches it.
+    pub fn channel_figures(&self) -> impl Iterator<Item = (&Rc<str>, u64, usize)> {
+        self.topics.iter().filter(|(k, _)| k.kind == TopicKind::Channel).map(|(k, t)| (&k.name, t.published, t.subscribers.len()))
     }
 
     pub fn channel_count(&self) -> usize {

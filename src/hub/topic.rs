@@ -25,11 +25,13 @@ pub struct Topic {
     /// Messages with ids above this are all in `history` (or were never published); at or
     /// below it some may be gone. Raised by every eviction.
     pub floor: u64,
+    /// Messages published on it while it existed (the dashboard's busiest channels).
+    pub published: u64,
 }
 
 impl Topic {
     pub fn new(floor: u64) -> Topic {
-        Topic { subscribers: Slab::new(), history: VecDeque::new(), floor }
+        Topic { subscribers: Slab::new(), history: VecDeque::new(), floor, published: 0 }
     }
 
     pub fn history_is_empty(&self) -> bool {

@@ -35,7 +35,7 @@ async function main() {
   try {
     await step('index page links every demo', async () => {
       const page = await open('/');
-      for (const href of ['/chat.html', '/p2p.html', '/echo.html', '/ticker.html', '/sio-chat.html']) {
+      for (const href of ['/chat.html', '/p2p.html', '/echo.html', '/ticker.html', '/sio-chat.html', '/dashboard']) {
         assert.equal(await page.locator(`a[href="${href}"]`).count(), 1, href);
       }
       await page.screenshot({ path: path.join(SHOTS, 'index.png'), fullPage: true });
@@ -194,6 +194,31 @@ async function main() {
       } finally {
         assert.equal(await stopServer(sserver), 0);
       }
+    });
+
+    await step('dashboard: live connection counts, message rates and the busiest channel', async () => {
+      const page = await open('/dashboard');
+      await page.locator('#state', { hasText: 'OPEN' }).waitFor();
+      // Traffic on a channel with a subscriber, for a few of the dashboard's seconds.
+      const ctl = new AbortController();
+      const sub = fetch(base + '/channels/dash-demo', { headers: { Accept: 'text/event-stream' }, signal: ctl.signal }).catch(() => {});
+      const until = Date.now() + 3500;
+      let sent = 0;
+      while (Date.now() < until) {
+        const r = await fetch(base + '/channels/dash-demo', { method: 'POST', body: `m${sent}` });
+        assert.equal(r.status, 202);
+        sent += 1;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      await page.locator('#busiest td', { hasText: 'dash-demo' }).first().waitFor();
+      await page.waitForFunction(() => Number(document.getElementById('c-sse').textContent) >= 2);   // the page's own stream and ours
+      await page.waitForFunction(() => Number(document.getElementById('in').textContent) >= 0 && document.getElementById('in').textContent !== '–');
+      await page.screenshot({ path: path.join(SHOTS, 'dashboard.png'), fullPage: true });
+      // Nobody but the server may publish its figures.
+      assert.equal((await fetch(base + '/channels/pushwire:stats', { method: 'POST', body: 'fake' })).status, 403);
+      ctl.abort();
+      await sub;
+      await page.context().close();
     });
 
     await step('ticker: connect time and a ticking clock; the timer stops when the page goes', async () => {
