@@ -32,6 +32,7 @@ pub fn chat_stream(ctx: &mut Ctx<'_>, req: &Request, _: &Params) -> Reply {
         headers: Vec::new(),
         greeting: Some((None, b"Connected".to_vec())),
         retry_ms: ctx.config.sse_retry.as_millis() as u64,
+        callback: None,
     })
 }
 
@@ -60,6 +61,7 @@ pub fn ticker_stream(ctx: &mut Ctx<'_>, req: &Request, _: &Params) -> Reply {
         headers: vec![("Access-Control-Allow-Origin", "*".into())],
         greeting: Some((Some("connecttime"), time_text(ctx.wall_us).into_bytes())),
         retry_ms: 10_000,
+        callback: None,
     })
 }
 

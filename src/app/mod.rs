@@ -85,6 +85,8 @@ pub enum WsPublish {
 pub enum StreamKind {
     Sse,
     LongPoll,
+    /// Forever-iframe (`?transport=iframe`): an HTML document of script calls.
+    Iframe,
 }
 
 /// A subscription made by an HTTP request (SSE or long-poll).
@@ -101,6 +103,8 @@ pub struct Subscription {
     pub greeting: Option<(Option<&'static str>, Vec<u8>)>,
     /// SSE: the `retry:` to start with.
     pub retry_ms: u64,
+    /// Forever-iframe: the parent page's function each message is handed to.
+    pub callback: Option<String>,
 }
 
 impl From<Response> for Reply {

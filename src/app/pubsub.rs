@@ -149,7 +149,24 @@ fn subscribe(ctx: &mut Ctx<'_>, req: &Request, topics: Vec<TopicKey>, ws_publish
         let publish = ws_publish && ws_publish_right(ctx, req) == WsPublish::Allowed;
         return websocket(ctx, req, WsSession::Topic { key, publish, since });
     }
-    let kind = if sse { StreamKind::Sse } else { StreamKind::LongPoll };
+    // `?transport=iframe` wins over Accept: an iframe's request cannot choose its headers.
+    let iframe = query_values(req, "transport").any(|t| t == "iframe");
+    let callback = if iframe {
+        let cb = query_values(req, "callback").next().unwrap_or_else(|| "pushwire".into());
+        if !crate::proto::iframe::valid_callback(&cb) {
+            return json_error(ctx, 400, "callback: a dotted JavaScript name (letters, digits, _ and $), at most 64 bytes");
+        }
+        Some(cb)
+    } else {
+        None
+    };
+    let kind = if iframe {
+        StreamKind::Iframe
+    } else if sse {
+        StreamKind::Sse
+    } else {
+        StreamKind::LongPoll
+    };
     Reply::Subscribe(Subscription {
         kind,
         topics,
@@ -157,6 +174,7 @@ fn subscribe(ctx: &mut Ctx<'_>, req: &Request, topics: Vec<TopicKey>, ws_publish
         headers: cors_headers(ctx),
         greeting: None,
         retry_ms: ctx.config.sse_retry.as_millis() as u64,
+        callback,
     })
 }
 

@@ -34,6 +34,7 @@ pub fn routes() -> Router {
     r.get("/ticker.html", |_, _, _| demos::page(include_str!("pages/ticker.html")));
     r.get("/sio-chat.html", |_, _, _| demos::page(include_str!("pages/sio-chat.html")));
     r.get("/dashboard", |_, _, _| demos::page(include_str!("pages/dashboard.html")));
+    r.get("/iframe.html", |_, _, _| demos::page(include_str!("pages/iframe.html")));
     r.get("/pushwire.css", |_, _, _| {
         Response::new(200, "text/css; charset=utf-8", Body::Static(include_str!("pages/pushwire.css").as_bytes()))
             .header("Cache-Control", "no-cache")

@@ -9,6 +9,7 @@ use std::time::Instant;
 use super::{SinkRef, TopicKind};
 use crate::sio::wire::{self, SioPayload};
 use crate::proto::sse;
+
 use crate::proto::ws::{encode_server_frame, OpCode};
 
 /// How a subscriber wants messages on the wire.
@@ -33,9 +34,11 @@ pub enum Encoding {
     /// socket.io client resumes from (`--sio-recovery`).
     SioWsOffset,
     SioPollOffset,
+    /// Forever-iframe: `<script>p(envelope)</script>` (`proto/iframe.rs`).
+    Iframe,
 }
 
-const ENCODINGS: usize = 8;
+const ENCODINGS: usize = 9;
 
 pub struct Message {
     pub kind: TopicKind,
@@ -140,6 +143,10 @@ impl Message {
                 Encoding::LongPoll => {
                     out.push(b',');
                     let _ = serde_json::to_writer(&mut out, &self.envelope());
+                }
+                Encoding::Iframe => {
+                    let json = serde_json::to_string(&self.envelope()).unwrap_or_default();
+                    crate::proto::iframe::encode_call(&mut out, &json);
                 }
                 Encoding::SioWs | Encoding::SioPoll | Encoding::SioWsOffset | Encoding::SioPollOffset => {
                     let nsp = self.namespace();

@@ -166,7 +166,8 @@ pub struct HubStats {
 fn transport_index(e: Encoding) -> usize {
     match e {
         Encoding::WsData | Encoding::WsEnvelope => 0,
-        Encoding::Sse => 1,
+        // Streams over plain HTTP: SSE and forever-iframe.
+        Encoding::Sse | Encoding::Iframe => 1,
         Encoding::LongPoll => 2,
         Encoding::SioWs | Encoding::SioPoll | Encoding::SioWsOffset | Encoding::SioPollOffset => 3,
     }

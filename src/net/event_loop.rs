@@ -573,7 +573,8 @@ impl Server {
             Expiry::Heartbeat => {
                 if let Transport::Sse(sse) = &mut conn.transport {
                     sse.next_beat = self.now + self.app.config.sse_heartbeat;
-                    conn.out.extend(crate::proto::sse::HEARTBEAT);
+                    let beat = sse.heartbeat();
+                    conn.out.extend(beat);
                 }
                 self.drive(token);
             }

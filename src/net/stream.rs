@@ -19,6 +19,45 @@ use crate::proto::sse;
 pub struct Sse {
     /// When the next `:` heartbeat is due.
     pub next_beat: Instant,
+    /// A forever-iframe document rather than an event stream (its messages, heartbeat and
+    /// resets are script calls and comments).
+    pub iframe: bool,
+}
+
+impl Sse {
+    pub fn encoding(&self) -> Encoding {
+        if self.iframe {
+            Encoding::Iframe
+        } else {
+            Encoding::Sse
+        }
+    }
+
+    pub fn heartbeat(&self) -> &'static [u8] {
+        if self.iframe {
+            crate::proto::iframe::HEARTBEAT
+        } else {
+            sse::HEARTBEAT
+        }
+    }
+}
+
+/// A reset told to a forever-iframe: `p({"reset": true, "id": LAST})`, where `id` is where to
+/// continue from (as an SSE reset's `id:`).
+fn iframe_reset(out: &mut Vec<u8>, last_id: Option<u64>) {
+    let v = serde_json::json!({"reset": true, "id": last_id.map(|i| i.to_string())});
+    crate::proto::iframe::encode_call(out, &v.to_string());
+}
+
+/// The head a forever-iframe document starts with.
+fn iframe_headers(extra: &[(&'static str, Cow<'static, str>)]) -> Vec<(&'static str, Cow<'static, str>)> {
+    let mut headers = vec![
+        ("Content-Type", Cow::Borrowed("text/html; charset=utf-8")),
+        ("Cache-Control", Cow::Borrowed("no-cache")),
+        ("X-Accel-Buffering", Cow::Borrowed("no")),
+    ];
+    headers.extend(extra.iter().cloned());
+    headers
 }
 
 /// A held long-poll request.
@@ -101,6 +140,7 @@ pub fn start(conn: &mut Conn, sub: Subscription, persist: Persist, head_only: bo
         let headers = match sub.kind {
             StreamKind::Sse => sse_headers(&sub.headers),
             StreamKind::LongPoll => poll_headers(&sub.headers),
+            StreamKind::Iframe => iframe_headers(&sub.headers),
         };
         let date = env.date;
         conn.out.with_tail(|v| response::write_head(v, 200, &headers, None, persist, date));
@@ -146,7 +186,31 @@ pub fn start(conn: &mut Conn, sub: Subscription, persist: Persist, head_only: bo
                 subscribe_checked(conn, &mut env.app.hub, key, Encoding::Sse);
             }
             resume(conn, env, sub.topics);
-            conn.transport = Transport::Sse(Sse { next_beat: now + env.app.config.sse_heartbeat });
+            conn.transport = Transport::Sse(Sse { next_beat: now + env.app.config.sse_heartbeat, iframe: false });
+            switch_kind(env, ConnKind::Sse);
+        }
+        StreamKind::Iframe => {
+            let headers = iframe_headers(&sub.headers);
+            let date = env.date;
+            let callback = sub.callback.as_deref().unwrap_or("pushwire");
+            conn.out.with_tail(|v| {
+                response::write_head(v, 200, &headers, None, Persist::Stream, date);
+                crate::proto::iframe::preamble(v, callback);
+            });
+            if let Some(b) = &backlog {
+                if b.reset {
+                    let id = b.messages.is_empty().then_some(b.last_id);
+                    conn.out.with_tail(|v| iframe_reset(v, id));
+                }
+                for m in &b.messages {
+                    conn.out.push_shared(m.encoded(Encoding::Iframe).clone());
+                }
+            }
+            for key in sub.topics.iter().cloned() {
+                subscribe_checked(conn, &mut env.app.hub, key, Encoding::Iframe);
+            }
+            resume(conn, env, sub.topics);
+            conn.transport = Transport::Sse(Sse { next_beat: now + env.app.config.sse_heartbeat, iframe: true });
             switch_kind(env, ConnKind::Sse);
         }
         StreamKind::LongPoll => {
@@ -263,13 +327,19 @@ pub fn complete_resume(conn: &mut Conn, keys: &[TopicKey], msgs: &[Rc<Message>],
         return;
     }
     match &conn.transport {
-        Transport::Sse(_) => {
+        Transport::Sse(st) => {
+            let enc = st.encoding();
             if reset {
-                let id = msgs.is_empty().then(|| last_id.to_string());
-                conn.out.with_tail(|v| sse::encode_event(v, id.as_deref(), Some("reset"), b"history does not reach back to your last event id"));
+                let id = msgs.is_empty().then_some(last_id);
+                if st.iframe {
+                    conn.out.with_tail(|v| iframe_reset(v, id));
+                } else {
+                    let id = id.map(|i| i.to_string());
+                    conn.out.with_tail(|v| sse::encode_event(v, id.as_deref(), Some("reset"), b"history does not reach back to your last event id"));
+                }
             }
             for m in msgs {
-                conn.out.push_shared(m.encoded(Encoding::Sse).clone());
+                conn.out.push_shared(m.encoded(enc).clone());
             }
         }
         Transport::LongPoll(lp) if !msgs.is_empty() || reset => {
@@ -315,6 +385,7 @@ pub fn push_reset(conn: &mut Conn, key: &TopicKey, last_id: u64, hub: &mut Hub, 
         return;
     }
     match &conn.transport {
+        Transport::Sse(st) if st.iframe => conn.out.with_tail(|v| iframe_reset(v, None)),
         Transport::Sse(_) => {
             conn.out.with_tail(|v| sse::encode_event(v, None, Some("reset"), b"messages were lost while the cluster was down"));
         }

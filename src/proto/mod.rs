@@ -3,6 +3,7 @@
 
 pub mod engineio;
 pub mod http1;
+pub mod iframe;
 pub mod resp;
 pub mod socketio;
 pub mod sse;

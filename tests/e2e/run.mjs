@@ -35,7 +35,7 @@ async function main() {
   try {
     await step('index page links every demo', async () => {
       const page = await open('/');
-      for (const href of ['/chat.html', '/p2p.html', '/echo.html', '/ticker.html', '/sio-chat.html', '/dashboard']) {
+      for (const href of ['/chat.html', '/p2p.html', '/echo.html', '/ticker.html', '/sio-chat.html', '/dashboard', '/iframe.html']) {
         assert.equal(await page.locator(`a[href="${href}"]`).count(), 1, href);
       }
       await page.screenshot({ path: path.join(SHOTS, 'index.png'), fullPage: true });
@@ -194,6 +194,26 @@ async function main() {
       } finally {
         assert.equal(await stopServer(sserver), 0);
       }
+    });
+
+    await step('forever iframe: a published message appears through the hidden iframe, markup shown as text', async () => {
+      const page = await open('/iframe.html?channel=iframe-demo');
+      await page.locator('#state', { hasText: 'OPEN' }).waitFor();
+      // The iframe's subscription is registered once the server counts it.
+      const t0 = Date.now();
+      while ((await stats()).subscribers.sse < 1) {
+        assert.ok(Date.now() - t0 < WAIT, 'iframe subscription not counted');
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      await page.fill('#text', 'hello <b>iframe</b>');
+      await page.click('#send');
+      await page.locator('#log li', { hasText: 'hello <b>iframe</b>' }).waitFor();
+      const r = await fetch(base + '/channels/iframe-demo', { method: 'POST', body: '</script><script>window.pwned=1</script>' });
+      assert.equal(r.status, 202);
+      await page.locator('#log li', { hasText: 'window.pwned' }).waitFor();
+      assert.equal(await page.evaluate(() => window.pwned), undefined, 'a message is data, never code');
+      await page.screenshot({ path: path.join(SHOTS, 'iframe.png'), fullPage: true });
+      await page.context().close();
     });
 
     await step('dashboard: live connection counts, message rates and the busiest channel', async () => {
