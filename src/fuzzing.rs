@@ -232,3 +232,18 @@ pub fn cluster_body(data: &[u8]) {
     let again = encode_body(b.event.as_deref(), &b.data, b.sio.as_deref(), origin);
     assert_eq!(decode_body(&again).as_ref(), Some(&b), "re-encoded differently");
 }
+
+/// A `Sec-WebSocket-Extensions` value from a client: parsing never panics, and an accepted
+/// permessage-deflate offer is answered with a value that parses and names only what RFC
+/// 7692 lets a response name.
+pub fn ws_extensions(data: &[u8]) {
+    use crate::proto::ws::extensions::{negotiate, parse};
+    let Ok(s) = std::str::from_utf8(data) else { return };
+    let Some(exts) = parse(&[s]) else { return };
+    if let Some(d) = negotiate(&exts) {
+        let resp = d.response();
+        let back = parse(&[&resp]).expect("our response parses");
+        assert_eq!(back.len(), 1);
+        assert!(back[0].params.iter().all(|(k, v)| v.is_none() && (k == "server_no_context_takeover" || k == "client_no_context_takeover")));
+    }
+}

@@ -56,3 +56,8 @@ fn resp_reader_corpus() {
 fn cluster_body_corpus() {
     replay("cluster_body", pushwire::fuzzing::cluster_body);
 }
+
+#[test]
+fn ws_extensions_corpus() {
+    replay("ws_extensions", pushwire::fuzzing::ws_extensions);
+}

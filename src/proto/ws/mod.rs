@@ -21,6 +21,7 @@
 pub mod assembler;
 pub mod close;
 pub mod error;
+pub mod extensions;
 pub mod frame;
 pub mod handshake;
 pub mod mask;
