@@ -80,6 +80,7 @@ fn run(link: &mut dyn ControlLink, app: &mut App, data: &[u8], publish: WsPublis
             if name == super::dashboard::STATS_CHANNEL {
                 app.ticker_wanted = true;
             }
+            let followed = link.live_after(&app.hub, &key).is_some();
             let live_after = match link.live_after(&app.hub, &key) {
                 Some(after) => after,
                 None => {
@@ -92,9 +93,13 @@ fn run(link: &mut dyn ControlLink, app: &mut App, data: &[u8], publish: WsPublis
             send(link, &json!({"ok": "subscribe", "channel": name}));
             if let (Some(since), Some(_)) = (since, &app.cluster) {
                 // In a cluster the streams in Redis know what came after `since`: live
-                // messages wait until the loop has replayed those.
-                link.mute(&mut app.hub, &key);
-                app.resumes.push((link.sink(), vec![key], since));
+                // messages wait until the loop has replayed those. Only for a new
+                // subscription: one already followed has what it has (one resume per
+                // subscription, however often a client asks).
+                if !followed {
+                    link.mute(&mut app.hub, &key);
+                    app.resumes.push((link.sink(), vec![key], since));
+                }
                 return Ok(());
             }
             if since.is_some_and(|s| s > app.hub.last_id()) {

@@ -178,7 +178,7 @@ impl App {
         };
         let mut hub = Hub::new(limits, wall_us);
         let cluster = config.redis.clone().map(|url| {
-            hub.changes = Some(Vec::new());
+            hub.set_clustered();
             let ttl_ms = config.history_ttl.as_millis().min(u64::MAX as u128) as u64;
             Node::new(url, config.node_id.clone(), config.history_len, ttl_ms, now, wall_us)
         });

@@ -56,15 +56,25 @@ struct Followed {
     watermark: u64,
     /// The subscription was lost: once it is back, read the stream after the watermark.
     gap: bool,
+    /// The fill's stream read is in flight (else, in Filling, it waits for the command link).
+    fill_sent: bool,
+    /// Which fill a reply answers: one from before a later loss of the subscription is stale.
+    fill_gen: u32,
     /// Live messages that came during a fill.
     held: Vec<(u64, Body)>,
-    /// Resumes (their slots) waiting for the topic to be confirmed.
-    waiting: Vec<usize>,
+    /// Resumes waiting for the topic to be confirmed: (slot, id).
+    waiting: Vec<(usize, u64)>,
 }
+
+/// Live messages a topic holds while its gap is being filled. Past it (the command link has
+/// been down too long) the fill is given up: its subscribers get a reset, then what was held.
+const MAX_HELD: usize = 10_000;
 
 /// A subscriber resuming from an id: what the streams of its topics hold after it.
 #[derive(Debug)]
 pub struct Resume {
+    /// Unique for the node's life: a slot is reused, this is not.
+    id: u64,
     pub sink: SinkRef,
     pub since: u64,
     pub keys: Vec<TopicKey>,
@@ -81,8 +91,8 @@ pub struct Resume {
 #[derive(Debug)]
 pub enum Tag<P> {
     Publish(P),
-    Fill(TopicKey),
-    Range { resume: usize, key: TopicKey },
+    Fill(TopicKey, u32),
+    Range { resume: usize, id: u64, key: TopicKey },
 }
 
 /// What the loop must do.
@@ -115,9 +125,11 @@ pub struct Node<P> {
     ttl_ms: u64,
     /// Why the cluster is unavailable (`None`: both links are up).
     down: Option<String>,
-    /// The newest id that came on the subscriber link (or the node's start): messages come
-    /// there in id order across all topics, so anything newer was not seen by this node.
+    /// The newest id that came on the subscriber link: messages come there in id order
+    /// across all topics, so anything newer was not seen by this node. From Redis's clock
+    /// only (never this machine's, which may be ahead).
     last_seen: u64,
+    next_resume_id: u64,
 }
 
 impl<P: std::fmt::Debug> Node<P> {
@@ -133,7 +145,8 @@ impl<P: std::fmt::Debug> Node<P> {
             history_len,
             ttl_ms,
             down: Some("connecting to Redis".into()),
-            last_seen: start_id,
+            last_seen: 0,
+            next_resume_id: 0,
         };
         // Followed for the life of the node (no hub subscriber ever unwants it).
         node.want(&wire::sockets_topic(), true);
@@ -174,7 +187,7 @@ impl<P: std::fmt::Debug> Node<P> {
         match self.topics.get_mut(key) {
             None if !wanted => {}
             None => {
-                let mut t = Followed { wanted, phase: Phase::Pending, expect: 0, watermark: 0, gap: false, held: Vec::new(), waiting: Vec::new() };
+                let mut t = Followed { wanted, phase: Phase::Pending, expect: 0, watermark: 0, gap: false, fill_sent: false, fill_gen: 0, held: Vec::new(), waiting: Vec::new() };
                 if ready && self.sub.send(&[b"SUBSCRIBE", &wire::topic_key(key)], ()).is_ok() {
                     t.phase = Phase::Subscribing;
                     t.expect += 1;
@@ -187,8 +200,10 @@ impl<P: std::fmt::Debug> Node<P> {
                 let cmd: &[u8] = if wanted { b"SUBSCRIBE" } else { b"UNSUBSCRIBE" };
                 if !wanted {
                     // Its subscribers are gone: so are the resumes that waited for it.
-                    for slot in std::mem::take(&mut t.waiting) {
-                        self.resumes.try_remove(slot);
+                    for (slot, id) in std::mem::take(&mut t.waiting) {
+                        if self.resumes.get(slot).is_some_and(|r| r.id == id) {
+                            self.resumes.remove(slot);
+                        }
                     }
                 }
                 if matches!(t.phase, Phase::Pending) {
@@ -214,13 +229,15 @@ impl<P: std::fmt::Debug> Node<P> {
     /// wanted already ([`Node::want`]).
     pub fn resume(&mut self, sink: SinkRef, keys: Vec<TopicKey>, since: u64) -> usize {
         let n = keys.len();
-        let slot = self.resumes.insert(Resume { sink, since, keys: keys.clone(), left: n, entries: Vec::new(), reset: false, last_id: 0 });
+        self.next_resume_id += 1;
+        let id = self.next_resume_id;
+        let slot = self.resumes.insert(Resume { id, sink, since, keys: keys.clone(), left: n, entries: Vec::new(), reset: false, last_id: 0 });
         for key in keys {
             let confirmed = self.topics.get(&key).is_some_and(|t| t.wanted && matches!(t.phase, Phase::Live | Phase::Filling));
-            if confirmed && self.down.is_none() {
+            if confirmed && self.cmd.is_ready() {
                 self.send_range(slot, &key);
             } else if let Some(t) = self.topics.get_mut(&key) {
-                t.waiting.push(slot);
+                t.waiting.push((slot, id));
             } else {
                 // Not followed (its subscriber left at once): nothing to wait for.
                 self.part_failed(slot);
@@ -244,8 +261,8 @@ impl<P: std::fmt::Debug> Node<P> {
     }
 
     fn send_range(&mut self, slot: usize, key: &TopicKey) {
-        let since = self.resumes[slot].since;
-        if self.range(key, since, Tag::Range { resume: slot, key: key.clone() }).is_err() {
+        let (since, id) = (self.resumes[slot].since, self.resumes[slot].id);
+        if self.range(key, since, Tag::Range { resume: slot, id, key: key.clone() }).is_err() {
             self.part_failed(slot);
         }
     }
@@ -351,17 +368,14 @@ impl<P: std::fmt::Debug> Node<P> {
                 for tag in failed {
                     match tag {
                         Tag::Publish(p) => out.push(Action::Published(p, Err(format!("Redis connection lost: {reason}")))),
-                        // Read again once the link is back.
-                        Tag::Fill(key) => {
-                            if let Some(t) = self.topics.get_mut(&key) {
-                                t.gap = true;
-                                if t.phase == Phase::Filling {
-                                    t.phase = Phase::Live;
-                                }
+                        // Read again once the link is back; live messages are held meanwhile.
+                        Tag::Fill(key, generation) => {
+                            if let Some(t) = self.topics.get_mut(&key).filter(|t| t.phase == Phase::Filling && t.fill_gen == generation) {
+                                t.fill_sent = false;
                             }
                         }
-                        Tag::Range { resume, .. } => {
-                            if self.part_failed(resume) {
+                        Tag::Range { resume, id, .. } => {
+                            if self.resumes.get(resume).is_some_and(|r| r.id == id) && self.part_failed(resume) {
                                 out.push(Action::Resumed(resume));
                             }
                         }
@@ -397,29 +411,34 @@ impl<P: std::fmt::Debug> Node<P> {
                 let seen = self.last_seen;
                 for t in self.topics.values_mut() {
                     // A followed topic may miss what is published from now on: once back,
-                    // read its stream after the last message this node saw on any topic.
-                    // Redis may then have lost it all (a restart without persistence): the
-                    // read says so, and the subscribers get a reset.
-                    if matches!(t.phase, Phase::Live | Phase::Filling) || t.gap {
+                    // read its stream after the last message it has. A live topic has had
+                    // everything up to the last message this node saw on any topic; one that
+                    // was filling only up to its watermark (what it held is read again).
+                    // Redis may have lost it all (a restart without persistence): the read
+                    // says so, and the subscribers get a reset.
+                    if t.phase == Phase::Live && !t.gap {
                         t.watermark = t.watermark.max(seen);
+                    }
+                    if matches!(t.phase, Phase::Live | Phase::Filling) || t.gap {
                         t.gap = true;
                     }
                     t.phase = Phase::Pending;
                     t.expect = 0;
+                    t.fill_sent = false;
                     t.held.clear();
                 }
             }
         }
     }
 
-    /// A link came up: what waited for both links goes out.
+    /// A link came up: fills and resumes that waited for the command link go out.
     fn after_ready(&mut self, out: &mut Vec<Action<P>>) {
-        if self.down.is_some() {
+        if !self.cmd.is_ready() {
             return;
         }
-        let keys: Vec<TopicKey> = self.topics.iter().filter(|(_, t)| t.wanted && matches!(t.phase, Phase::Live)).map(|(k, _)| k.clone()).collect();
+        let keys: Vec<TopicKey> = self.topics.iter().filter(|(_, t)| t.wanted && matches!(t.phase, Phase::Live | Phase::Filling)).map(|(k, _)| k.clone()).collect();
         for key in keys {
-            self.confirmed(&key, out);
+            self.send_waiting(&key, out);
         }
     }
 
@@ -442,10 +461,18 @@ impl<P: std::fmt::Debug> Node<P> {
                     return;
                 }
                 if t.phase == Phase::Subscribing {
-                    t.phase = Phase::Live;
-                    // Nothing older than what this node has seen can come now.
-                    t.watermark = t.watermark.max(self.last_seen);
-                    self.confirmed(&key, out);
+                    if t.gap {
+                        // Live messages wait until the stream has given what came before.
+                        t.phase = Phase::Filling;
+                        t.gap = false;
+                        t.fill_sent = false;
+                        t.fill_gen = t.fill_gen.wrapping_add(1);
+                    } else {
+                        t.phase = Phase::Live;
+                        // Nothing older than what this node has seen can come now.
+                        t.watermark = t.watermark.max(self.last_seen);
+                    }
+                    self.send_waiting(&key, out);
                 }
             }
             b"message" => {
@@ -457,7 +484,16 @@ impl<P: std::fmt::Debug> Node<P> {
                 self.last_seen = self.last_seen.max(id);
                 let Some(t) = self.topics.get_mut(&key) else { return };
                 match t.phase {
-                    Phase::Filling => t.held.push((id, body)),
+                    Phase::Filling if t.held.len() < MAX_HELD => t.held.push((id, body)),
+                    Phase::Filling => {
+                        // The fill waited too long (the command link is down): give it up.
+                        t.held.push((id, body));
+                        t.phase = Phase::Live;
+                        let watermark = t.watermark;
+                        let held = std::mem::take(&mut t.held);
+                        out.push(Action::Reset(key.clone(), watermark));
+                        self.deliver_newer(&key, held, out);
+                    }
                     Phase::Live if t.wanted && id > t.watermark => {
                         t.watermark = id;
                         out.push(Action::Deliver(key, id, body));
@@ -469,25 +505,28 @@ impl<P: std::fmt::Debug> Node<P> {
         }
     }
 
-    /// The topic is subscribed: fill its gap, if it has one, and send the resumes waiting.
-    fn confirmed(&mut self, key: &TopicKey, out: &mut Vec<Action<P>>) {
-        let Some(t) = self.topics.get_mut(key) else { return };
-        if self.down.is_some() {
-            return; // the command link is down: after_ready comes back here
+    /// The topic is subscribed: send its fill's stream read (if it is filling and the read is
+    /// not out yet) and the resumes that wait, when the command link can take them.
+    fn send_waiting(&mut self, key: &TopicKey, out: &mut Vec<Action<P>>) {
+        if !self.cmd.is_ready() {
+            return; // after_ready comes back here
         }
+        let Some(t) = self.topics.get_mut(key) else { return };
         let waiting = std::mem::take(&mut t.waiting);
-        if t.gap {
-            let since = t.watermark;
-            t.gap = false;
-            t.phase = Phase::Filling;
-            if self.range(key, since, Tag::Fill(key.clone())).is_err() {
+        if t.phase == Phase::Filling && !t.fill_sent {
+            let (since, generation) = (t.watermark, t.fill_gen);
+            t.fill_sent = true;
+            if self.range(key, since, Tag::Fill(key.clone(), generation)).is_err() {
+                // Redis is not reading: the gap cannot be filled.
                 let t = self.topics.get_mut(key).expect("present");
                 t.phase = Phase::Live;
+                let held = std::mem::take(&mut t.held);
                 out.push(Action::Reset(key.clone(), since));
+                self.deliver_newer(key, held, out);
             }
         }
-        for slot in waiting {
-            if self.resumes.contains(slot) {
+        for (slot, id) in waiting {
+            if self.resumes.get(slot).is_some_and(|r| r.id == id) {
                 self.send_range(slot, key);
                 if self.resumes.get(slot).is_some_and(|r| r.left == 0) {
                     out.push(Action::Resumed(slot));
@@ -496,36 +535,42 @@ impl<P: std::fmt::Debug> Node<P> {
         }
     }
 
+    /// Delivers what is newer than the topic's watermark, in order, moving the watermark.
+    fn deliver_newer(&mut self, key: &TopicKey, msgs: impl IntoIterator<Item = (u64, Body)>, out: &mut Vec<Action<P>>) {
+        let Some(t) = self.topics.get_mut(key) else { return };
+        for (id, body) in msgs {
+            if id > t.watermark {
+                t.watermark = id;
+                out.push(Action::Deliver(key.clone(), id, body));
+            }
+        }
+    }
+
     fn on_reply(&mut self, tag: Tag<P>, v: Value, out: &mut Vec<Action<P>>) {
         match tag {
             Tag::Publish(p) => out.push(Action::Published(p, parse_publish(&v))),
-            Tag::Fill(key) => {
+            Tag::Fill(key, generation) => {
                 let parsed = parse_range(&v);
-                let Some(t) = self.topics.get_mut(&key) else { return };
-                if !t.wanted {
-                    return;
-                }
+                // A reply to a fill from before the subscription was lost again is stale: a
+                // newer fill reads from the same watermark.
+                let Some(t) = self.topics.get_mut(&key).filter(|t| t.wanted && t.phase == Phase::Filling && t.fill_gen == generation) else { return };
                 t.phase = Phase::Live;
                 let (reset, last, entries) = parsed.unwrap_or((true, t.watermark, Vec::new()));
                 if reset {
                     out.push(Action::Reset(key.clone(), last.max(t.watermark)));
                 }
-                for (id, body) in entries.into_iter().chain(std::mem::take(&mut t.held)) {
-                    if id > t.watermark {
-                        t.watermark = id;
-                        out.push(Action::Deliver(key.clone(), id, body));
-                    }
-                }
+                let held = std::mem::take(&mut t.held);
+                self.deliver_newer(&key, entries.into_iter().chain(held), out);
             }
-            Tag::Range { resume, key } => {
+            Tag::Range { resume, id, key } => {
                 let parsed = parse_range(&v);
-                let Some(r) = self.resumes.get_mut(resume) else { return };
+                let Some(r) = self.resumes.get_mut(resume).filter(|r| r.id == id) else { return };
                 match parsed {
                     Some((reset, last, entries)) => {
                         r.reset |= reset;
                         r.last_id = r.last_id.max(last);
                         r.entries.extend(entries.into_iter().map(|(id, b)| (key.clone(), id, b)));
-                        r.left -= 1;
+                        r.left = r.left.saturating_sub(1);
                         if r.left == 0 {
                             out.push(Action::Resumed(resume));
                         }
@@ -716,6 +761,72 @@ mod tests {
         let out = feed(&mut n, true, &reply, t0);
         assert_eq!(delivered(&out), vec![1006, 1007, 1008]);
         assert!(!out.iter().any(|a| matches!(a, Action::Reset(..))));
+    }
+
+    fn entry(id: &str, d: &str) -> Value {
+        Value::Array(vec![bulk(id.as_bytes()), Value::Array(vec![bulk(b"m"), Value::Bulk(wire::encode_body(None, d.as_bytes(), None, None))])])
+    }
+
+    #[test]
+    fn a_fill_waits_for_the_command_link_and_holds_live_messages_meanwhile() {
+        let (mut n, t0) = node();
+        let a = TopicKey::channel("a");
+        n.want(&a, true);
+        feed(&mut n, false, &confirm(b"subscribe", b"pushwire:c:a"), t0);
+        feed(&mut n, false, &msg(b"pushwire:c:a", "1-5", "five"), t0);
+        let mut out = Vec::new();
+        n.on_closed(false, t0, "gone", &mut out);
+        n.on_closed(true, t0, "gone", &mut out);
+        // The subscriber link comes back first.
+        n.sub.connecting(t0);
+        n.connected(false, t0, &mut out);
+        n.on_input(false, b"+PONG\r\n", t0, &mut out);
+        feed(&mut n, false, &confirm(b"subscribe", b"pushwire:c:a"), t0);
+        assert!(delivered(&feed(&mut n, false, &msg(b"pushwire:c:a", "1-9", "nine"), t0)).is_empty(), "held: older ones may be missing");
+        // The command link: the fill goes out from the old watermark.
+        n.cmd.connecting(t0);
+        let mut out = Vec::new();
+        n.connected(true, t0, &mut out);
+        let sent = n.cmd.transmit().len();
+        n.on_input(true, b"+PONG\r\n", t0, &mut out);
+        assert!(n.cmd.transmit()[sent..].windows(4).any(|w| w == b"1005"));
+        let reply = Value::Array(vec![Value::Integer(0), bulk(b"1009"), Value::Array(vec![entry("1-9", "nine"), entry("1-6", "six")])]);
+        assert_eq!(delivered(&feed(&mut n, true, &reply, t0)), vec![1006, 1009], "in order, nine once");
+    }
+
+    #[test]
+    fn a_fill_reply_from_before_another_loss_is_ignored() {
+        let (mut n, t0) = lost_and_back();
+        // Lost again before the first fill's reply: a second fill follows.
+        let mut out = Vec::new();
+        n.on_closed(false, t0, "again", &mut out);
+        n.sub.connecting(t0);
+        n.connected(false, t0, &mut out);
+        n.on_input(false, b"+PONG\r\n", t0, &mut out);
+        feed(&mut n, false, &confirm(b"subscribe", b"pushwire:c:a"), t0);
+        feed(&mut n, false, &msg(b"pushwire:c:a", "1-9", "nine"), t0);
+        let first = Value::Array(vec![Value::Integer(0), bulk(b"1006"), Value::Array(vec![entry("1-6", "six")])]);
+        assert!(delivered(&feed(&mut n, true, &first, t0)).is_empty(), "stale: the second fill answers");
+        let second = Value::Array(vec![Value::Integer(0), bulk(b"1009"), Value::Array(vec![entry("1-9", "nine"), entry("1-7", "seven"), entry("1-6", "six")])]);
+        assert_eq!(delivered(&feed(&mut n, true, &second, t0)), vec![1006, 1007, 1009]);
+    }
+
+    #[test]
+    fn a_resume_slot_taken_again_is_not_answered_for_the_old_one() {
+        let (mut n, t0) = node();
+        let (a, b, c) = (TopicKey::channel("a"), TopicKey::channel("b"), TopicKey::channel("c"));
+        for k in [&a, &b, &c] {
+            n.want(k, true);
+        }
+        let old = n.resume(SinkRef::conn(1, 1), vec![a.clone(), b.clone()], 1003);
+        n.want(&b, false); // its subscriber left: the resume goes
+        let new = n.resume(SinkRef::conn(2, 2), vec![c.clone()], 1003);
+        assert_eq!(old, new, "the slot is reused");
+        // a is confirmed: the old resume's read must not be sent for the new one.
+        let before = n.cmd.transmit().len();
+        feed(&mut n, false, &confirm(b"subscribe", b"pushwire:c:a"), t0);
+        assert_eq!(n.cmd.transmit().len(), before);
+        assert!(!n.resume_done(new));
     }
 
     #[test]

@@ -178,7 +178,8 @@ return {id, n}
 /// the history keeps, TTL in ms. Returns `{reset, newest id, entries newest first}`: reset
 /// is 1 when something after `since` may be missing: the id is older than this dataset
 /// (Redis lost its data, or the id is from elsewhere), newer than any id (from the future),
-/// older than the history's age limit, or entries after it were trimmed.
+/// older than the history's age limit on a channel whose stream expired, or entries after it
+/// were trimmed. A stream that exists keeps every entry until trimmed: none are missing.
 pub const RANGE_SCRIPT: &str = r"
 local since = tonumber(ARGV[1])
 local clock = tonumber(redis.call('GET', KEYS[2]) or '0')
@@ -186,12 +187,16 @@ local origin = redis.call('GET', KEYS[3])
 local t = redis.call('TIME')
 local oldest = tonumber(t[1]) * 1000000 + tonumber(t[2]) - tonumber(ARGV[3]) * 1000
 local reset = 0
-if not origin or since < tonumber(origin) or since > clock or since < oldest then reset = 1 end
+if not origin or since < tonumber(origin) or since > clock then reset = 1 end
 local n = tonumber(ARGV[2])
 local entries = {}
 if n == 0 then
   if since < clock then reset = 1 end
-elseif redis.call('EXISTS', KEYS[1]) == 1 then
+elseif redis.call('EXISTS', KEYS[1]) == 0 then
+  -- No stream: nothing was published within the TTL. Before that, messages may have been
+  -- and expired with it.
+  if since < oldest then reset = 1 end
+else
   local info = redis.call('XINFO', 'STREAM', KEYS[1])
   for i = 1, #info, 2 do
     if info[i] == 'max-deleted-entry-id' then

@@ -212,6 +212,7 @@ pub struct Hub {
     /// In a cluster: topics whose first subscriber came or last one left since the loop
     /// last looked (it follows them on Redis only while they have local subscribers).
     pub changes: Option<Vec<TopicKey>>,
+    clustered: bool,
 }
 
 impl Hub {
@@ -227,6 +228,7 @@ impl Hub {
             users_online: 0,
             stats: HubStats::default(),
             changes: None,
+            clustered: false,
         }
     }
 
@@ -236,8 +238,20 @@ impl Hub {
     }
 
     fn next_id(&mut self, wall_us: u64) -> u64 {
-        self.last_id = wall_us.max(self.last_id + 1);
+        // In a cluster the ids are Redis's (its clock): a message kept local (the ticker, the
+        // dashboard) follows the latest of them, never this machine's clock, which may be
+        // ahead of Redis's and would make later messages look old.
+        let base = if self.clustered { 0 } else { wall_us };
+        self.last_id = base.max(self.last_id + 1);
         self.last_id
+    }
+
+    /// Ids come from Redis (`--redis`): the hub starts at 0 and never reads the clock.
+    pub fn set_clustered(&mut self) {
+        self.clustered = true;
+        self.changes = Some(Vec::new());
+        self.last_id = 0;
+        self.forgotten_floor = 0;
     }
 
     /// The topic, created if need be (within `--max-channels`).

@@ -191,6 +191,14 @@ impl Server {
         if let Some(s) = self.sock(cmd).as_mut() {
             s.writable = true;
         }
+        // What was read may have taken the link down (a protocol error, a refused handshake):
+        // its socket goes, so that nothing more from it reaches the link.
+        let active = self.app.cluster.as_ref().is_none_or(|n| if cmd { n.cmd.is_active() } else { n.sub.is_active() });
+        if !active {
+            if let Some(mut s) = self.sock(cmd).take() {
+                let _ = self.poll.registry().deregister(&mut s.stream);
+            }
+        }
         self.redis_service(actions);
     }
 
