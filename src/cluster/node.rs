@@ -726,14 +726,19 @@ mod tests {
         assert_eq!(n.subscription_counts(), (1, 0));
     }
 
-    /// Channel `a` followed, message 1-5 delivered, then the subscriber link lost and back:
-    /// the node has asked the stream for what came after 1005.
-    fn lost_and_back() -> (Node<u32>, Instant) {
+    /// Channel `a` followed and message 1-5 delivered.
+    fn following_a() -> (Node<u32>, Instant) {
         let (mut n, t0) = node();
-        let a = TopicKey::channel("a");
-        n.want(&a, true);
+        n.want(&TopicKey::channel("a"), true);
         feed(&mut n, false, &confirm(b"subscribe", b"pushwire:c:a"), t0);
         feed(&mut n, false, &msg(b"pushwire:c:a", "1-5", "five"), t0);
+        (n, t0)
+    }
+
+    /// [`following_a`], then the subscriber link lost and back: the node has asked the stream
+    /// for what came after 1005.
+    fn lost_and_back() -> (Node<u32>, Instant) {
+        let (mut n, t0) = following_a();
         let mut out = Vec::new();
         n.on_closed(false, t0, "reset", &mut out);
         assert!(matches!(out.as_slice(), [Action::Down(_)]));
@@ -756,7 +761,6 @@ mod tests {
         let (mut n, t0) = lost_and_back();
         // A live message during the fill waits for the older ones.
         assert!(delivered(&feed(&mut n, false, &msg(b"pushwire:c:a", "1-8", "eight"), t0)).is_empty());
-        let entry = |id: &str, d: &str| Value::Array(vec![bulk(id.as_bytes()), Value::Array(vec![bulk(b"m"), Value::Bulk(wire::encode_body(None, d.as_bytes(), None, None))])]);
         let reply = Value::Array(vec![Value::Integer(0), bulk(b"1008"), Value::Array(vec![entry("1-8", "eight"), entry("1-7", "seven"), entry("1-6", "six")])]);
         let out = feed(&mut n, true, &reply, t0);
         assert_eq!(delivered(&out), vec![1006, 1007, 1008]);
@@ -769,11 +773,7 @@ mod tests {
 
     #[test]
     fn a_fill_waits_for_the_command_link_and_holds_live_messages_meanwhile() {
-        let (mut n, t0) = node();
-        let a = TopicKey::channel("a");
-        n.want(&a, true);
-        feed(&mut n, false, &confirm(b"subscribe", b"pushwire:c:a"), t0);
-        feed(&mut n, false, &msg(b"pushwire:c:a", "1-5", "five"), t0);
+        let (mut n, t0) = following_a();
         let mut out = Vec::new();
         n.on_closed(false, t0, "gone", &mut out);
         n.on_closed(true, t0, "gone", &mut out);
