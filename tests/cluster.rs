@@ -349,7 +349,8 @@ fn pipelined_publishes_are_answered_in_request_order() {
 #[test]
 fn a_stopped_redis_is_noticed_and_parked_publishes_fail() {
     let redis = Redis::start(false);
-    let (a, b) = (node(&redis, "a", &[]), node(&redis, "b", &[]));
+    // An idle timeout shorter than Redis's reply timeout: a parked request is not idle.
+    let (a, b) = (node(&redis, "a", &["--keepalive-timeout", "1"]), node(&redis, "b", &[]));
     let mut sse = open_sse(&b, "/channels/s", "");
     wait_following(&b, 1);
     let (id0, _) = cpublish(&a, "s", "before");

@@ -90,6 +90,11 @@ pub fn render_response(resp: &Response, head_only: bool, persist: Persist, date:
     bytes
 }
 
+/// How long a connection with requests parked on Redis is kept at least: well past the Redis
+/// link's heartbeat plus reply timeout (1 + 5 s), after which every parked request has had
+/// its answer or its 503.
+pub const PARKED_WAIT: Duration = Duration::from_secs(30);
+
 /// Pipelined publishes one connection may have waiting on Redis.
 pub const MAX_PARKED: usize = 64;
 
@@ -276,7 +281,13 @@ impl Conn {
     fn transport_deadline(&self, cfg: &Config) -> (Instant, Expiry) {
         match &self.transport {
             Transport::Http(h) => {
-                if h.reader.in_body() {
+                if h.parked.is_some() {
+                    // Waiting on Redis, which answers (or is declared gone, and the request
+                    // gets its 503) within the link's heartbeat and reply timeout: the idle
+                    // and header timeouts must not close it first.
+                    let wait = cfg.keepalive_timeout.max(PARKED_WAIT);
+                    (self.last_progress + wait, Expiry::Close)
+                } else if h.reader.in_body() {
                     (self.last_progress + cfg.body_timeout, Expiry::RequestTimeout)
                 } else if let Some(t) = h.head_started {
                     (t + cfg.header_timeout, Expiry::RequestTimeout)
