@@ -437,3 +437,19 @@ fn history_ttl_in_a_cluster_resets_only_what_expired() {
     let mut sse = open_sse(&a, "/channels/t", &format!("Last-Event-ID: {first}\r\n"));
     assert_eq!(sse.message(), (second, "second".into()), "no reset: nothing after the id is missing");
 }
+
+/// The scripts are called by SHA1 after each connection's handshake loaded them. An operator's
+/// SCRIPT FLUSH costs the publish in flight a 503; the link reconnects and loads them again.
+#[test]
+fn a_flushed_script_cache_is_reloaded() {
+    let redis = Redis::start(false);
+    let a = node(&redis, "a", &[]);
+    cpublish(&a, "s", "before");
+    let flushed = Command::new("redis-cli").args(["-p", &redis.port.to_string(), "SCRIPT", "FLUSH"]).output().unwrap();
+    assert!(flushed.status.success(), "{flushed:?}");
+    let r = post(&a, "/channels/s", b"lost script");
+    assert_eq!(r.status, 503, "{:?}", r.text());
+    wait_up(&a);
+    let (id, _) = cpublish(&a, "s", "after");
+    assert!(id > 0);
+}

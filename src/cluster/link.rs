@@ -90,6 +90,9 @@ pub struct Link<T> {
     /// The heartbeat PING in flight (when it was sent), or when the next one is due.
     ping_sent: Option<Instant>,
     next_ping: Instant,
+    /// Commands every connection starts with after AUTH/SELECT (SCRIPT LOAD): a command
+    /// that needs them can only be sent once Redis has answered them all.
+    setup: Vec<Vec<Vec<u8>>>,
 }
 
 impl<T> Link<T> {
@@ -106,7 +109,18 @@ impl<T> Link<T> {
             max_out,
             ping_sent: None,
             next_ping: now,
+            setup: Vec::new(),
         }
+    }
+
+    /// Adds a command to every connection's handshake (its reply must not be an error).
+    pub fn add_setup(&mut self, args: &[&[u8]]) {
+        self.setup.push(args.iter().map(|a| a.to_vec()).collect());
+    }
+
+    /// Takes the link down (as if the connection failed): it reconnects, handshake included.
+    pub fn reset(&mut self, now: Instant, reason: &str) -> Event<T> {
+        self.down(now, reason.to_string())
     }
 
     pub fn url(&self) -> &RedisUrl {
@@ -154,6 +168,11 @@ impl<T> Link<T> {
         }
         if self.url.db != 0 {
             encode_command(&mut self.out, &[b"SELECT", self.url.db.to_string().as_bytes()]);
+            handshake += 1;
+        }
+        for cmd in &self.setup {
+            let args: Vec<&[u8]> = cmd.iter().map(|a| &a[..]).collect();
+            encode_command(&mut self.out, &args);
             handshake += 1;
         }
         // Ready only once Redis has answered: a TCP connect completes in the kernel even when

@@ -130,6 +130,8 @@ pub struct Node<P> {
     /// only (never this machine's, which may be ahead).
     last_seen: u64,
     next_resume_id: u64,
+    /// A reply said the scripts are gone: the command link reconnects after this input.
+    reset_cmd: bool,
 }
 
 impl<P: std::fmt::Debug> Node<P> {
@@ -147,9 +149,14 @@ impl<P: std::fmt::Debug> Node<P> {
             down: Some("connecting to Redis".into()),
             last_seen: 0,
             next_resume_id: 0,
+            reset_cmd: false,
         };
         // Followed for the life of the node (no hub subscriber ever unwants it).
         node.want(&wire::sockets_topic(), true);
+        // The scripts are loaded by every connection's handshake and then called by their
+        // SHA1: a publish sends its arguments, not 700 bytes of Lua for Redis to hash.
+        node.cmd.add_setup(&[b"SCRIPT", b"LOAD", wire::PUBLISH_SCRIPT.as_bytes()]);
+        node.cmd.add_setup(&[b"SCRIPT", b"LOAD", wire::RANGE_SCRIPT.as_bytes()]);
         node
     }
 
@@ -177,7 +184,7 @@ impl<P: std::fmt::Debug> Node<P> {
         let maxlen = self.history_len.to_string();
         let ttl = self.ttl_ms.max(1).to_string();
         let only = if users_only_if_present { &b"1"[..] } else { b"0" };
-        let args: [&[u8]; 10] = [b"EVAL", wire::PUBLISH_SCRIPT.as_bytes(), b"3", &k, wire::CLOCK_KEY, wire::ORIGIN_KEY, maxlen.as_bytes(), body, only, ttl.as_bytes()];
+        let args: [&[u8]; 10] = [b"EVALSHA", wire::publish_sha().as_bytes(), b"3", &k, wire::CLOCK_KEY, wire::ORIGIN_KEY, maxlen.as_bytes(), body, only, ttl.as_bytes()];
         self.cmd.send(&args, Tag::Publish(tag))
     }
 
@@ -270,7 +277,7 @@ impl<P: std::fmt::Debug> Node<P> {
     fn range(&mut self, key: &TopicKey, since: u64, tag: Tag<P>) -> Result<(), SendError> {
         let k = wire::topic_key(key);
         let (since, n, ttl) = (since.to_string(), self.history_len.to_string(), self.ttl_ms.to_string());
-        let args: [&[u8]; 9] = [b"EVAL", wire::RANGE_SCRIPT.as_bytes(), b"3", &k, wire::CLOCK_KEY, wire::ORIGIN_KEY, since.as_bytes(), n.as_bytes(), ttl.as_bytes()];
+        let args: [&[u8]; 9] = [b"EVALSHA", wire::range_sha().as_bytes(), b"3", &k, wire::CLOCK_KEY, wire::ORIGIN_KEY, since.as_bytes(), n.as_bytes(), ttl.as_bytes()];
         self.cmd.send(&args, tag)
     }
 
@@ -318,6 +325,10 @@ impl<P: std::fmt::Debug> Node<P> {
     pub fn on_input(&mut self, cmd: bool, bytes: &[u8], now: Instant, out: &mut Vec<Action<P>>) {
         if cmd {
             for e in self.cmd.on_input(bytes, now) {
+                self.on_cmd_event(e, out);
+            }
+            if std::mem::take(&mut self.reset_cmd) && self.cmd.is_ready() {
+                let e = self.cmd.reset(now, "Redis lost the scripts (SCRIPT FLUSH?): reloading");
                 self.on_cmd_event(e, out);
             }
         } else {
@@ -547,6 +558,11 @@ impl<P: std::fmt::Debug> Node<P> {
     }
 
     fn on_reply(&mut self, tag: Tag<P>, v: Value, out: &mut Vec<Action<P>>) {
+        if matches!(&v, Value::Error(e) if e.starts_with(b"NOSCRIPT")) {
+            // Someone flushed Redis's scripts: reconnect, and the handshake loads them again.
+            // What is in flight fails (503s), in order.
+            self.reset_cmd = true;
+        }
         match tag {
             Tag::Publish(p) => out.push(Action::Published(p, parse_publish(&v))),
             Tag::Fill(key, generation) => {
@@ -650,7 +666,9 @@ mod tests {
         for cmd in [true, false] {
             if cmd { n.cmd.connecting(t0) } else { n.sub.connecting(t0) }
             n.connected(cmd, t0, &mut out);
-            n.on_input(cmd, b"+PONG\r\n", t0, &mut out);
+            // The command link's handshake loads the two scripts first.
+            let answers: &[u8] = if cmd { b"$1\r\na\r\n$1\r\nb\r\n+PONG\r\n" } else { b"+PONG\r\n" };
+            n.on_input(cmd, answers, t0, &mut out);
         }
         assert!(matches!(out.as_slice(), [Action::Up]), "{out:?}");
         (n, t0)
@@ -788,7 +806,7 @@ mod tests {
         let mut out = Vec::new();
         n.connected(true, t0, &mut out);
         let sent = n.cmd.transmit().len();
-        n.on_input(true, b"+PONG\r\n", t0, &mut out);
+        n.on_input(true, b"$1\r\na\r\n$1\r\nb\r\n+PONG\r\n", t0, &mut out);
         assert!(n.cmd.transmit()[sent..].windows(4).any(|w| w == b"1005"));
         let reply = Value::Array(vec![Value::Integer(0), bulk(b"1009"), Value::Array(vec![entry("1-9", "nine"), entry("1-6", "six")])]);
         assert_eq!(delivered(&feed(&mut n, true, &reply, t0)), vec![1006, 1009], "in order, nine once");
@@ -853,6 +871,20 @@ mod tests {
         n.on_closed(true, t0, "reset", &mut out);
         assert!(out.iter().any(|a| matches!(a, Action::Published(3, Err(_)))), "{out:?}");
         assert_eq!(n.publish(&a, b"x", false, 4), Err(SendError::NotReady));
+    }
+
+    #[test]
+    fn scripts_go_by_sha_and_a_flushed_script_cache_reconnects() {
+        let (mut n, t0) = node();
+        assert!(wire::publish_sha().len() == 40 && wire::publish_sha().bytes().all(|b| b.is_ascii_hexdigit()));
+        let before = n.cmd.transmit().len();
+        n.publish(&TopicKey::channel("a"), b"\n\n\nx", false, 1).unwrap();
+        let sent = &n.cmd.transmit()[before..];
+        assert!(sent.windows(7).any(|w| w == b"EVALSHA") && sent.windows(40).any(|w| w == wire::publish_sha().as_bytes()));
+        assert!(!sent.windows(5).any(|w| w == b"redis"), "not the script's text");
+        let out = feed(&mut n, true, &Value::Error(b"NOSCRIPT No matching script. Please use EVAL.".to_vec()), t0);
+        assert!(matches!(&out[0], Action::Published(1, Err(_))), "{out:?}");
+        assert!(out.iter().any(|a| matches!(a, Action::Down(_))) && !n.cmd.is_active(), "the link reconnects, loading the scripts again");
     }
 
     #[test]

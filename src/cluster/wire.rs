@@ -153,6 +153,21 @@ pub fn decode_body(b: &[u8]) -> Option<Body> {
     Some(Body { event, data: rest.into(), sio, origin })
 }
 
+/// The SHA1 Redis names a script by (what `SCRIPT LOAD` answers and `EVALSHA` takes).
+fn sha1_hex(script: &str) -> String {
+    sha1_smol::Sha1::from(script).digest().to_string()
+}
+
+pub fn publish_sha() -> &'static str {
+    static SHA: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SHA.get_or_init(|| sha1_hex(PUBLISH_SCRIPT))
+}
+
+pub fn range_sha() -> &'static str {
+    static SHA: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SHA.get_or_init(|| sha1_hex(RANGE_SCRIPT))
+}
+
 /// Publish: KEYS = stream, clock, origin; ARGV = MAXLEN, body, "1" to publish only where a
 /// node listens (a user: "offline" means no node has it), TTL in ms. Returns
 /// `{id, receivers}`, or `{"", 0}` for a user nobody has.
