@@ -74,7 +74,7 @@ run_setup() { # LABEL NODES(1|2)
       if [ -n "$redis_pid" ]; then
         rcpu=$(( $(ticks "$redis_pid") - r0 ))
         # Redis's own count of the publish script's time per call: exact, unlike CPU ticks.
-        evalus=$(redis-cli -p $RPORT info commandstats | tr -d '\r' | sed -n 's/^cmdstat_eval:.*usec_per_call=\([0-9.]*\).*/\1/p')
+        evalus=$(redis-cli -p $RPORT info commandstats | tr -d '\r' | sed -n 's/^cmdstat_evalsha:.*usec_per_call=\([0-9.]*\).*/\1/p')
       fi
       python3 - "$label" "$rate" "$rep" "$cpu" "$rcpu" "$(getconf CLK_TCK)" "$line" "${evalus:-0}" >> "$OUT" <<'EOF'
 import json, sys
