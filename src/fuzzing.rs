@@ -247,3 +247,18 @@ pub fn ws_extensions(data: &[u8]) {
         assert!(back[0].params.iter().all(|(k, v)| v.is_none() && (k == "server_no_context_takeover" || k == "client_no_context_takeover")));
     }
 }
+
+/// A compressed message from a client: inflating never panics and never passes the cap,
+/// with or without context taken over between messages (the input is cut into two messages
+/// where the first byte says); what inflates compresses and inflates back the same.
+pub fn ws_inflate(data: &[u8]) {
+    use crate::proto::ws::deflate::{compress_message, Inflater};
+    let Some((&first, input)) = data.split_first() else { return };
+    let split = first as usize % (input.len() + 1);
+    let mut keep = Inflater::new(true);
+    for part in [&input[..split], &input[split..]] {
+        let Ok(out) = keep.message(part, 4096) else { return };
+        assert!(out.len() <= 4096);
+        assert_eq!(Inflater::new(false).message(&compress_message(&out), 4096).as_deref(), Ok(&out[..]));
+    }
+}

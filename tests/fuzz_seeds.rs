@@ -61,3 +61,8 @@ fn cluster_body_corpus() {
 fn ws_extensions_corpus() {
     replay("ws_extensions", pushwire::fuzzing::ws_extensions);
 }
+
+#[test]
+fn ws_inflate_corpus() {
+    replay("ws_inflate", pushwire::fuzzing::ws_inflate);
+}

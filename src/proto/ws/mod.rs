@@ -20,6 +20,7 @@
 
 pub mod assembler;
 pub mod close;
+pub mod deflate;
 pub mod error;
 pub mod extensions;
 pub mod frame;
