@@ -453,3 +453,28 @@ fn a_flushed_script_cache_is_reloaded() {
     let (id, _) = cpublish(&a, "s", "after");
     assert!(id > 0);
 }
+
+/// A keep-alive connection long-polls again and again: when Redis answers a resume late, the
+/// answer goes to the poll that asked, never to the next one (which would get again what its
+/// predecessor had).
+#[test]
+fn a_late_resume_does_not_answer_the_next_poll() {
+    let redis = Redis::start(false);
+    let (a, b) = (node(&redis, "a", &[]), node(&redis, "b", &["--poll-timeout", "1"]));
+    let ids: Vec<u64> = (0..3).map(|i| cpublish(&a, "p", &format!("m{i}")).0).collect();
+    // Someone else on b keeps the channel followed across the polls.
+    let _other = open_sse(&b, "/channels/p", "");
+    wait_following(&b, 1);
+    let pid = redis.child.as_ref().unwrap().id().to_string();
+    assert!(Command::new("kill").args(["-STOP", &pid]).status().unwrap().success());
+    let mut c = b.client();
+    // The first poll's stream read waits on the stopped Redis; the poll times out first.
+    c.send(poll_request(&format!("/channels/p?since={}", ids[0]), "").as_bytes());
+    assert_eq!(c.response().status, 204);
+    // The next poll, from a later id, asks again; then Redis wakes and answers both.
+    c.send(poll_request(&format!("/channels/p?since={}", ids[1]), "").as_bytes());
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(Command::new("kill").args(["-CONT", &pid]).status().unwrap().success());
+    let got = poll_messages(&c.response());
+    assert_eq!(got.iter().map(|m| m["data"].as_str().unwrap()).collect::<Vec<_>>(), ["m2"], "what came after its own id");
+}

@@ -98,7 +98,7 @@ fn run(link: &mut dyn ControlLink, app: &mut App, data: &[u8], publish: WsPublis
                 // subscription, however often a client asks).
                 if !followed {
                     link.mute(&mut app.hub, &key);
-                    app.resumes.push((link.sink(), vec![key], since));
+                    app.resumes.push((link.sink(), 0, vec![key], since));
                 }
                 return Ok(());
             }

@@ -156,8 +156,9 @@ pub struct App {
     /// The Redis side (`--redis`).
     pub cluster: Option<Node<cluster::Then>>,
     /// Cluster: subscribers that resume from an id, for the loop to hand to Redis once the
-    /// subscriptions they made are followed (`(sink, topics, since)`).
-    pub resumes: Vec<(SinkRef, Vec<TopicKey>, u64)>,
+    /// subscriptions they made are followed (`(sink, request, topics, since)`; `request`:
+    /// which long-poll of the connection asked, 0 for any other subscriber).
+    pub resumes: Vec<(SinkRef, u32, Vec<TopicKey>, u64)>,
     sio_client_js: Option<Rc<[u8]>>,
     dashboard: dashboard::Dashboard,
     router: Router,

@@ -76,6 +76,8 @@ pub struct Resume {
     /// Unique for the node's life: a slot is reused, this is not.
     id: u64,
     pub sink: SinkRef,
+    /// Which of the sink's requests asked (the loop's number; 0: any).
+    pub request: u32,
     pub since: u64,
     pub keys: Vec<TopicKey>,
     /// Stream reads not answered yet.
@@ -234,11 +236,11 @@ impl<P: std::fmt::Debug> Node<P> {
 
     /// A subscriber of `keys` wants what the streams hold after `since`. Its topics must be
     /// wanted already ([`Node::want`]).
-    pub fn resume(&mut self, sink: SinkRef, keys: Vec<TopicKey>, since: u64) -> usize {
+    pub fn resume(&mut self, sink: SinkRef, request: u32, keys: Vec<TopicKey>, since: u64) -> usize {
         let n = keys.len();
         self.next_resume_id += 1;
         let id = self.next_resume_id;
-        let slot = self.resumes.insert(Resume { id, sink, since, keys: keys.clone(), left: n, entries: Vec::new(), reset: false, last_id: 0 });
+        let slot = self.resumes.insert(Resume { id, sink, request, since, keys: keys.clone(), left: n, entries: Vec::new(), reset: false, last_id: 0 });
         for key in keys {
             let confirmed = self.topics.get(&key).is_some_and(|t| t.wanted && matches!(t.phase, Phase::Live | Phase::Filling));
             if confirmed && self.cmd.is_ready() {
@@ -836,9 +838,9 @@ mod tests {
         for k in [&a, &b, &c] {
             n.want(k, true);
         }
-        let old = n.resume(SinkRef::conn(1, 1), vec![a.clone(), b.clone()], 1003);
+        let old = n.resume(SinkRef::conn(1, 1), 0, vec![a.clone(), b.clone()], 1003);
         n.want(&b, false); // its subscriber left: the resume goes
-        let new = n.resume(SinkRef::conn(2, 2), vec![c.clone()], 1003);
+        let new = n.resume(SinkRef::conn(2, 2), 0, vec![c.clone()], 1003);
         assert_eq!(old, new, "the slot is reused");
         // a is confirmed: the old resume's read must not be sent for the new one.
         let before = n.cmd.transmit().len();
@@ -894,7 +896,7 @@ mod tests {
         let mut out = Vec::new();
         n.on_closed(false, t0, "down", &mut out);
         n.want(&a, true);
-        n.resume(SinkRef::conn(1, 1), vec![a.clone()], 1003);
+        n.resume(SinkRef::conn(1, 1), 0, vec![a.clone()], 1003);
         assert_eq!(n.resumes_waiting(), 1, "waits for Redis");
         n.want(&a, false);
         assert_eq!(n.resumes_waiting(), 0, "nothing kept for a subscriber that is gone");
@@ -906,7 +908,7 @@ mod tests {
         let a = TopicKey::channel("a");
         n.want(&a, true);
         let before = n.cmd.transmit().len();
-        let slot = n.resume(SinkRef::conn(1, 1), vec![a.clone()], 1003);
+        let slot = n.resume(SinkRef::conn(1, 1), 0, vec![a.clone()], 1003);
         assert_eq!(n.cmd.transmit().len(), before, "waits for the subscription");
         feed(&mut n, false, &confirm(b"subscribe", b"pushwire:c:a"), t0);
         assert!(n.cmd.transmit().len() > before);

@@ -174,6 +174,10 @@ pub struct Conn {
     /// When the oldest hub message in the output was published (until the output drains:
     /// the publish-to-write latency `/metrics` shows).
     pub oldest_push: Option<Instant>,
+    /// Subscriptions this connection made that resume through Redis, counted 1 to 255 and
+    /// round (which one an answer is for: a long-poll's successor must not take its
+    /// predecessor's; one byte, as it fits in the struct's padding).
+    pub requests: u8,
 }
 
 impl Conn {
@@ -198,6 +202,7 @@ impl Conn {
             timer_at: None,
             subs: Vec::new(),
             oldest_push: None,
+            requests: 0,
         }
     }
 

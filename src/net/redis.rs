@@ -99,8 +99,8 @@ impl Server {
                 node.want(&key, wanted);
             }
         }
-        for (sink, keys, since) in std::mem::take(&mut self.app.resumes) {
-            let slot = node.resume(sink, keys, since);
+        for (sink, request, keys, since) in std::mem::take(&mut self.app.resumes) {
+            let slot = node.resume(sink, request, keys, since);
             // Answered at once when it could not even be asked.
             if node.resume_done(slot) {
                 actions.push(Action::Resumed(slot));
@@ -384,7 +384,7 @@ impl Server {
         let after = msgs.last().map_or(r.since, |m| m.id).max(r.since);
         let last_id = r.last_id.max(after);
         let Some(conn) = self.conns.get_mut(r.sink.slot as usize).filter(|c| c.id == r.sink.id) else { return };
-        stream::complete_resume(conn, &r.keys, &msgs, r.reset, last_id, after, &mut self.app.hub, &mut self.app.stats, &self.app.config, &self.date);
+        stream::complete_resume(conn, r.request, &r.keys, &msgs, r.reset, last_id, after, &mut self.app.hub, &mut self.app.stats, &self.app.config, &self.date);
         conn.wake(&mut self.pending);
     }
 }

@@ -156,7 +156,10 @@ pub fn start(conn: &mut Conn, sub: Subscription, persist: Persist, head_only: bo
     let resume = |conn: &mut Conn, env: &mut Env<'_>, topics: Vec<TopicKey>| {
         if let Some(since) = remote {
             mute_all(conn, &mut env.app.hub);
-            env.app.resumes.push((SinkRef::conn(conn.token, conn.id), topics, since));
+            // A keep-alive connection polls again and again: an answer from Redis must go to
+            // the poll that asked (one that ended before it came must not answer the next).
+            conn.requests = conn.requests.wrapping_add(1).max(1);
+            env.app.resumes.push((SinkRef::conn(conn.token, conn.id), u32::from(conn.requests), topics, since));
         }
     };
     match sub.kind {
@@ -321,9 +324,9 @@ pub fn finish_poll(conn: &mut Conn, msgs: &[Rc<Message>], stats: &mut crate::app
 /// `reset`: some may be missing; `last_id`: the newest id then. Replays them the way its
 /// transport replays history, then lets live messages after `after` through.
 #[allow(clippy::too_many_arguments)]
-pub fn complete_resume(conn: &mut Conn, keys: &[TopicKey], msgs: &[Rc<Message>], reset: bool, last_id: u64, after: u64, hub: &mut Hub, stats: &mut crate::app::Stats, cfg: &Config, date: &DateCache) {
+pub fn complete_resume(conn: &mut Conn, request: u32, keys: &[TopicKey], msgs: &[Rc<Message>], reset: bool, last_id: u64, after: u64, hub: &mut Hub, stats: &mut crate::app::Stats, cfg: &Config, date: &DateCache) {
     use crate::app::WsSession;
-    if !matches!(conn.life, Life::Open) || conn.dead {
+    if !matches!(conn.life, Life::Open) || conn.dead || (request != 0 && request != u32::from(conn.requests)) {
         return;
     }
     match &conn.transport {

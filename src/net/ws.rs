@@ -46,7 +46,7 @@ pub fn start(conn: &mut Conn, session: WsSession, env: &mut Env<'_>) {
             Some(since) if env.app.cluster.is_some() => {
                 stream::subscribe_checked(conn, &mut env.app.hub, key.clone(), Encoding::WsData);
                 stream::mute_all(conn, &mut env.app.hub);
-                env.app.resumes.push((SinkRef::conn(conn.token, conn.id), vec![key], since));
+                env.app.resumes.push((SinkRef::conn(conn.token, conn.id), 0, vec![key], since));
             }
             Some(since) => {
                 let backlog = env.app.hub.backlog(std::slice::from_ref(&key), since, env.now);
