@@ -105,7 +105,7 @@ fn run(link: &mut dyn ControlLink, app: &mut App, data: &[u8], publish: WsPublis
             if since.is_some_and(|s| s > app.hub.last_id()) {
                 // An id no message has had (another deployment, a clock that was ahead):
                 // the client's position means nothing here, and it must be told.
-                send(link, &json!({"reset": true, "channel": name}));
+                link.send_text(reset_message(name));
                 return Ok(());
             }
             // Only what live delivery does not bring: the socket has had (or is about to get)
@@ -114,7 +114,7 @@ fn run(link: &mut dyn ControlLink, app: &mut App, data: &[u8], publish: WsPublis
             if let Some(since) = since.filter(|&s| s < live_after) {
                 let backlog = app.hub.backlog(std::slice::from_ref(&key), since, now);
                 if backlog.reset {
-                    send(link, &json!({"reset": true, "channel": name}));
+                    link.send_text(reset_message(name));
                 }
                 for m in backlog.messages.iter().take_while(|m| m.id <= live_after) {
                     link.send_frame(m.encoded(Encoding::WsEnvelope).clone());
@@ -153,6 +153,12 @@ fn run(link: &mut dyn ControlLink, app: &mut App, data: &[u8], publish: WsPublis
         other => return Err(format!("unknown op {other:?}: expected subscribe, unsubscribe or publish")),
     }
     Ok(())
+}
+
+/// `{"reset": true, "channel": …}`: the socket's position on the channel may have lost
+/// messages (history too short, or lost with the cluster's Redis).
+pub fn reset_message(channel: &str) -> Vec<u8> {
+    serde_json::to_vec(&json!({"reset": true, "channel": channel})).unwrap_or_default()
 }
 
 fn send(link: &mut dyn ControlLink, v: &Value) {

@@ -212,7 +212,6 @@ pub struct Hub {
     /// In a cluster: topics whose first subscriber came or last one left since the loop
     /// last looked (it follows them on Redis only while they have local subscribers).
     pub changes: Option<Vec<TopicKey>>,
-    clustered: bool,
 }
 
 impl Hub {
@@ -228,7 +227,6 @@ impl Hub {
             users_online: 0,
             stats: HubStats::default(),
             changes: None,
-            clustered: false,
         }
     }
 
@@ -241,14 +239,18 @@ impl Hub {
         // In a cluster the ids are Redis's (its clock): a message kept local (the ticker, the
         // dashboard) follows the latest of them, never this machine's clock, which may be
         // ahead of Redis's and would make later messages look old.
-        let base = if self.clustered { 0 } else { wall_us };
+        let base = if self.clustered() { 0 } else { wall_us };
         self.last_id = base.max(self.last_id + 1);
         self.last_id
     }
 
+    /// In a cluster (only then are subscription changes recorded for the loop).
+    fn clustered(&self) -> bool {
+        self.changes.is_some()
+    }
+
     /// Ids come from Redis (`--redis`): the hub starts at 0 and never reads the clock.
     pub fn set_clustered(&mut self) {
-        self.clustered = true;
         self.changes = Some(Vec::new());
         self.last_id = 0;
         self.forgotten_floor = 0;

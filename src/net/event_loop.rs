@@ -184,9 +184,7 @@ impl Server {
             // Freed connections may have been sessions' transports, or a topic's last
             // subscribers (a cluster stops following it).
             self.flush_sessions();
-            if self.app.cluster.is_some() {
-                self.redis_service(Vec::new());
-            }
+            self.redis_service(Vec::new());
             if let Some(end) = self.draining {
                 if self.conns.is_empty() || self.now >= end {
                     log::info!("shutdown complete ({} connections closed at the deadline)", self.conns.len());
@@ -323,9 +321,7 @@ impl Server {
             self.deliver_outbox();
         }
         self.flush_sessions();
-        if self.app.cluster.is_some() {
-            self.redis_service(Vec::new());
-        }
+        self.redis_service(Vec::new());
         self.keep_history_budget();
         if self.app.ticker_wanted {
             self.app.ticker_wanted = false;
@@ -389,12 +385,7 @@ impl Server {
     /// encoding queued and is put on the pending list, so all of them are written after this
     /// turn's events: a subscriber that receives several runs in one turn gets them in one
     /// write.
-    pub(super) fn deliver_outbox_now(&mut self) {
-        self.deliver_outbox();
-        self.flush_sessions();
-    }
-
-    fn deliver_outbox(&mut self) {
+    pub(super) fn deliver_outbox(&mut self) {
         while !self.app.outbox.is_empty() {
             let msgs = std::mem::take(&mut self.app.outbox);
             let mut rest = &msgs[..];

@@ -76,7 +76,8 @@ impl Server {
                 self.apply(a);
             }
             if !self.app.outbox.is_empty() {
-                self.deliver_outbox_now();
+                self.deliver_outbox();
+                self.flush_sessions();
             }
         }
         if let Some(at) = self.app.cluster.as_ref().and_then(|n| n.poll_timeout()) {
@@ -134,7 +135,7 @@ impl Server {
                 if let Some(node) = self.app.cluster.as_mut() {
                     node.on_closed(cmd, now, &format!("connect: {e}"), &mut actions);
                 }
-                // Carried out on the next service (the node retries after its backoff).
+                // The node retries after its backoff; what failed is answered now.
                 for a in actions {
                     self.apply(a);
                 }
@@ -193,12 +194,7 @@ impl Server {
         }
         // What was read may have taken the link down (a protocol error, a refused handshake):
         // its socket goes, so that nothing more from it reaches the link.
-        let active = self.app.cluster.as_ref().is_none_or(|n| if cmd { n.cmd.is_active() } else { n.sub.is_active() });
-        if !active {
-            if let Some(mut s) = self.sock(cmd).take() {
-                let _ = self.poll.registry().deregister(&mut s.stream);
-            }
-        }
+        self.drop_idle_sock(cmd);
         self.redis_service(actions);
     }
 
@@ -243,12 +239,24 @@ impl Server {
     }
 
     fn redis_closed_into(&mut self, cmd: bool, why: &str, actions: &mut Vec<Action<Then>>) {
-        if let Some(mut s) = self.sock(cmd).take() {
-            let _ = self.poll.registry().deregister(&mut s.stream);
-        }
+        self.drop_sock(cmd);
         let now = self.now;
         if let Some(node) = self.app.cluster.as_mut() {
             node.on_closed(cmd, now, why, actions);
+        }
+    }
+
+    fn drop_sock(&mut self, cmd: bool) {
+        if let Some(mut s) = self.sock(cmd).take() {
+            let _ = self.poll.registry().deregister(&mut s.stream);
+        }
+    }
+
+    /// Drops the socket of a link that is down (it opens a new one when it retries).
+    fn drop_idle_sock(&mut self, cmd: bool) {
+        let active = self.app.cluster.as_ref().is_none_or(|n| if cmd { n.cmd.is_active() } else { n.sub.is_active() });
+        if !active {
+            self.drop_sock(cmd);
         }
     }
 
@@ -261,14 +269,8 @@ impl Server {
             node.handle_timeout(now, &mut actions);
         }
         // A link the timeout took down has a socket to drop.
-        let (cmd_ok, sub_ok) = self.app.cluster.as_ref().map_or((true, true), |n| (n.cmd.is_active(), n.sub.is_active()));
-        for (cmd, ok) in [(true, cmd_ok), (false, sub_ok)] {
-            if !ok {
-                if let Some(mut s) = self.sock(cmd).take() {
-                    let _ = self.poll.registry().deregister(&mut s.stream);
-                }
-            }
-        }
+        self.drop_idle_sock(true);
+        self.drop_idle_sock(false);
         self.redis_service(actions);
     }
 

@@ -15,7 +15,7 @@ use crate::proto::http1::{response, DateCache, Persist};
 use crate::proto::sse;
 
 /// An SSE stream: the response head is sent, events follow until the connection ends.
-#[derive(Debug)]
+#[derive(Clone, Copy, Debug)]
 pub struct Sse {
     /// When the next `:` heartbeat is due.
     pub next_beat: Instant,
@@ -40,25 +40,23 @@ impl Sse {
             sse::HEARTBEAT
         }
     }
+
+    /// Tells the stream its position may have lost messages: an SSE `reset` event, or for a
+    /// forever-iframe the call `p({"reset": true, "id": …})`. `last_id`: where to continue
+    /// from (given only when nothing follows, so the client's position moves to one that
+    /// means something here).
+    fn reset(&self, out: &mut Vec<u8>, last_id: Option<u64>, why: &[u8]) {
+        if self.iframe {
+            let v = serde_json::json!({"reset": true, "id": last_id.map(|i| i.to_string())});
+            crate::proto::iframe::encode_call(out, &v.to_string());
+        } else {
+            let id = last_id.map(|i| i.to_string());
+            sse::encode_event(out, id.as_deref(), Some("reset"), why);
+        }
+    }
 }
 
-/// A reset told to a forever-iframe: `p({"reset": true, "id": LAST})`, where `id` is where to
-/// continue from (as an SSE reset's `id:`).
-fn iframe_reset(out: &mut Vec<u8>, last_id: Option<u64>) {
-    let v = serde_json::json!({"reset": true, "id": last_id.map(|i| i.to_string())});
-    crate::proto::iframe::encode_call(out, &v.to_string());
-}
-
-/// The head a forever-iframe document starts with.
-fn iframe_headers(extra: &[(&'static str, Cow<'static, str>)]) -> Vec<(&'static str, Cow<'static, str>)> {
-    let mut headers = vec![
-        ("Content-Type", Cow::Borrowed("text/html; charset=utf-8")),
-        ("Cache-Control", Cow::Borrowed("no-cache")),
-        ("X-Accel-Buffering", Cow::Borrowed("no")),
-    ];
-    headers.extend(extra.iter().cloned());
-    headers
-}
+const RESUME_RESET: &[u8] = b"history does not reach back to your last event id";
 
 /// A held long-poll request.
 #[derive(Debug)]
@@ -108,10 +106,12 @@ pub fn unsubscribe_all(conn: &mut Conn, hub: &mut Hub) {
     }
 }
 
-/// The head an SSE stream starts with: what a GET gets, and exactly what a HEAD gets.
-fn sse_headers(extra: &[(&'static str, Cow<'static, str>)]) -> Vec<(&'static str, Cow<'static, str>)> {
+/// The head an SSE stream (or a forever-iframe document) starts with: what a GET gets, and
+/// exactly what a HEAD gets.
+fn stream_headers(iframe: bool, extra: &[(&'static str, Cow<'static, str>)]) -> Vec<(&'static str, Cow<'static, str>)> {
+    let content_type = if iframe { "text/html; charset=utf-8" } else { "text/event-stream; charset=utf-8" };
     let mut headers = vec![
-        ("Content-Type", Cow::Borrowed("text/event-stream; charset=utf-8")),
+        ("Content-Type", Cow::Borrowed(content_type)),
         ("Cache-Control", Cow::Borrowed("no-cache")),
         // nginx buffers proxied responses unless told not to.
         ("X-Accel-Buffering", Cow::Borrowed("no")),
@@ -138,9 +138,9 @@ pub fn start(conn: &mut Conn, sub: Subscription, persist: Persist, head_only: bo
         // lets a HEAD leave it out), and `Connection`: a HEAD's answer ends at its head,
         // so the connection carries on as the request asked.
         let headers = match sub.kind {
-            StreamKind::Sse => sse_headers(&sub.headers),
+            StreamKind::Sse => stream_headers(false, &sub.headers),
+            StreamKind::Iframe => stream_headers(true, &sub.headers),
             StreamKind::LongPoll => poll_headers(&sub.headers),
-            StreamKind::Iframe => iframe_headers(&sub.headers),
         };
         let date = env.date;
         conn.out.with_tail(|v| response::write_head(v, 200, &headers, None, persist, date));
@@ -163,14 +163,19 @@ pub fn start(conn: &mut Conn, sub: Subscription, persist: Persist, head_only: bo
         }
     };
     match sub.kind {
-        StreamKind::Sse => {
-            let headers = sse_headers(&sub.headers);
+        StreamKind::Sse | StreamKind::Iframe => {
+            let st = Sse { next_beat: now + env.app.config.sse_heartbeat, iframe: sub.kind == StreamKind::Iframe };
+            let headers = stream_headers(st.iframe, &sub.headers);
             let date = env.date;
             conn.out.with_tail(|v| {
                 response::write_head(v, 200, &headers, None, Persist::Stream, date);
-                sse::encode_retry(v, sub.retry_ms);
-                if let Some((event, data)) = &sub.greeting {
-                    sse::encode_event(v, None, *event, data);
+                if st.iframe {
+                    crate::proto::iframe::preamble(v, sub.callback.as_deref().unwrap_or("pushwire"));
+                } else {
+                    sse::encode_retry(v, sub.retry_ms);
+                    if let Some((event, data)) = &sub.greeting {
+                        sse::encode_event(v, None, *event, data);
+                    }
                 }
             });
             if let Some(b) = &backlog {
@@ -178,42 +183,18 @@ pub fn start(conn: &mut Conn, sub: Subscription, persist: Persist, head_only: bo
                     // With nothing to replay, the reset carries the newest id, so the
                     // browser's Last-Event-ID moves to a position that means something here
                     // (an id from the future would otherwise be reset on every reconnect).
-                    let id = b.messages.is_empty().then(|| b.last_id.to_string());
-                    conn.out.with_tail(|v| sse::encode_event(v, id.as_deref(), Some("reset"), b"history does not reach back to your last event id"));
-                }
-                for m in &b.messages {
-                    conn.out.push_shared(m.encoded(Encoding::Sse).clone());
-                }
-            }
-            for key in sub.topics.iter().cloned() {
-                subscribe_checked(conn, &mut env.app.hub, key, Encoding::Sse);
-            }
-            resume(conn, env, sub.topics);
-            conn.transport = Transport::Sse(Sse { next_beat: now + env.app.config.sse_heartbeat, iframe: false });
-            switch_kind(env, ConnKind::Sse);
-        }
-        StreamKind::Iframe => {
-            let headers = iframe_headers(&sub.headers);
-            let date = env.date;
-            let callback = sub.callback.as_deref().unwrap_or("pushwire");
-            conn.out.with_tail(|v| {
-                response::write_head(v, 200, &headers, None, Persist::Stream, date);
-                crate::proto::iframe::preamble(v, callback);
-            });
-            if let Some(b) = &backlog {
-                if b.reset {
                     let id = b.messages.is_empty().then_some(b.last_id);
-                    conn.out.with_tail(|v| iframe_reset(v, id));
+                    conn.out.with_tail(|v| st.reset(v, id, RESUME_RESET));
                 }
                 for m in &b.messages {
-                    conn.out.push_shared(m.encoded(Encoding::Iframe).clone());
+                    conn.out.push_shared(m.encoded(st.encoding()).clone());
                 }
             }
             for key in sub.topics.iter().cloned() {
-                subscribe_checked(conn, &mut env.app.hub, key, Encoding::Iframe);
+                subscribe_checked(conn, &mut env.app.hub, key, st.encoding());
             }
             resume(conn, env, sub.topics);
-            conn.transport = Transport::Sse(Sse { next_beat: now + env.app.config.sse_heartbeat, iframe: true });
+            conn.transport = Transport::Sse(st);
             switch_kind(env, ConnKind::Sse);
         }
         StreamKind::LongPoll => {
@@ -312,9 +293,14 @@ fn poll_answer_len(msgs: &[Rc<Message>]) -> usize {
 /// Ends a held long-poll with these messages (none: the 204 of a timeout) and returns the
 /// connection to plain HTTP. The caller unsubscribes it.
 pub fn finish_poll(conn: &mut Conn, msgs: &[Rc<Message>], stats: &mut crate::app::Stats, cfg: &Config, date: &DateCache) {
+    end_poll(conn, msgs, None, false, stats, cfg, date);
+}
+
+/// [`finish_poll`] with a reset (the newest id then) and a "more follows" mark.
+fn end_poll(conn: &mut Conn, msgs: &[Rc<Message>], reset: Option<u64>, more: bool, stats: &mut crate::app::Stats, cfg: &Config, date: &DateCache) {
     let Transport::LongPoll(lp) = &conn.transport else { return };
     let (persist, headers) = (lp.persist, lp.headers.clone());
-    answer_poll(conn, msgs, None, false, persist, &headers, date);
+    answer_poll(conn, msgs, reset, more, persist, &headers, date);
     conn.back_to_http(cfg);
     stats.conn_closed(ConnKind::LongPoll);
     stats.conn_opened(ConnKind::Http);
@@ -330,28 +316,19 @@ pub fn complete_resume(conn: &mut Conn, request: u32, keys: &[TopicKey], msgs: &
         return;
     }
     match &conn.transport {
-        Transport::Sse(st) => {
+        &Transport::Sse(st) => {
             let enc = st.encoding();
             if reset {
                 let id = msgs.is_empty().then_some(last_id);
-                if st.iframe {
-                    conn.out.with_tail(|v| iframe_reset(v, id));
-                } else {
-                    let id = id.map(|i| i.to_string());
-                    conn.out.with_tail(|v| sse::encode_event(v, id.as_deref(), Some("reset"), b"history does not reach back to your last event id"));
-                }
+                conn.out.with_tail(|v| st.reset(v, id, RESUME_RESET));
             }
             for m in msgs {
                 conn.out.push_shared(m.encoded(enc).clone());
             }
         }
-        Transport::LongPoll(lp) if !msgs.is_empty() || reset => {
-            let (persist, headers) = (lp.persist, lp.headers.clone());
+        Transport::LongPoll(_) if !msgs.is_empty() || reset => {
             let n = poll_answer_len(msgs);
-            answer_poll(conn, &msgs[..n], reset.then_some(last_id), n < msgs.len(), persist, &headers, date);
-            conn.back_to_http(cfg);
-            stats.conn_closed(ConnKind::LongPoll);
-            stats.conn_opened(ConnKind::Http);
+            end_poll(conn, &msgs[..n], reset.then_some(last_id), n < msgs.len(), stats, cfg, date);
             unsubscribe_all(conn, hub);
             return;
         }
@@ -360,8 +337,7 @@ pub fn complete_resume(conn: &mut Conn, request: u32, keys: &[TopicKey], msgs: &
             let control = matches!(w.session, WsSession::Control { .. });
             if reset && control {
                 for k in keys {
-                    let text = serde_json::to_vec(&serde_json::json!({"reset": true, "channel": &*k.name})).unwrap_or_default();
-                    ws::queue_text(conn, text);
+                    ws::queue_text(conn, crate::app::control::reset_message(&k.name));
                 }
             }
             let enc = if control { Encoding::WsEnvelope } else { Encoding::WsData };
@@ -388,21 +364,15 @@ pub fn push_reset(conn: &mut Conn, key: &TopicKey, last_id: u64, hub: &mut Hub, 
         return;
     }
     match &conn.transport {
-        Transport::Sse(st) if st.iframe => conn.out.with_tail(|v| iframe_reset(v, None)),
-        Transport::Sse(_) => {
-            conn.out.with_tail(|v| sse::encode_event(v, None, Some("reset"), b"messages were lost while the cluster was down"));
+        &Transport::Sse(st) => {
+            conn.out.with_tail(|v| st.reset(v, None, b"messages were lost while the cluster was down"));
         }
-        Transport::LongPoll(lp) => {
-            let (persist, headers) = (lp.persist, lp.headers.clone());
-            answer_poll(conn, &[], Some(last_id), false, persist, &headers, date);
-            conn.back_to_http(cfg);
-            stats.conn_closed(ConnKind::LongPoll);
-            stats.conn_opened(ConnKind::Http);
+        Transport::LongPoll(_) => {
+            end_poll(conn, &[], Some(last_id), false, stats, cfg, date);
             unsubscribe_all(conn, hub);
         }
         Transport::WebSocket(w) if matches!(w.session, WsSession::Control { .. }) => {
-            let text = serde_json::to_vec(&serde_json::json!({"reset": true, "channel": &*key.name})).unwrap_or_default();
-            ws::queue_text(conn, text);
+            ws::queue_text(conn, crate::app::control::reset_message(&key.name));
         }
         _ => {}
     }
