@@ -8,4 +8,5 @@ scripts/setup-e2e.sh
 cargo test --locked
 node tests/e2e/run.mjs target/debug/pushwire
 node tests/e2e/sio.mjs target/debug/pushwire
+node tests/e2e/deflate.mjs target/debug/pushwire
 node tests/e2e/cluster.mjs target/debug/pushwire

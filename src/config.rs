@@ -67,6 +67,11 @@ pub struct Config {
     /// Largest WebSocket message (all fragments together). Past it: close 1009, decided from
     /// the frame header before the payload is buffered.
     pub max_message_bytes: usize,
+    /// permessage-deflate (RFC 7692) is agreed with WebSocket clients that offer it.
+    pub ws_compression: bool,
+    /// Messages with fewer payload bytes than this go uncompressed even then: deflate gains
+    /// nothing on them, and the browser would still pay an inflate.
+    pub ws_compression_min: usize,
     /// A server ping goes to a WebSocket peer that has sent nothing for this long. 25 s stays
     /// under the 30-60 s idle timeouts of common proxies and load balancers.
     pub ws_ping_interval: Duration,
@@ -159,6 +164,8 @@ impl Default for Config {
             max_input_per_wakeup: 256 * 1024,
             max_connections: 100_000,
             max_message_bytes: 16 * 1024 * 1024,
+            ws_compression: true,
+            ws_compression_min: 256,
             ws_ping_interval: Duration::from_secs(25),
             ws_ping_timeout: Duration::from_secs(20),
             allowed_origins: Vec::new(),

@@ -3,6 +3,7 @@
 //! invariants with `assert!`: a panic is a finding.
 
 use crate::proto::http1::{body::ChunkedDecoder, HeadLimits, ReadEvent, ReaderLimits, RequestReader};
+use crate::proto::ws::extensions::Deflate;
 use crate::proto::ws::{Assembler, WsEvent};
 
 /// The request reader fed the input (all but the first byte) whole, in two pieces split where
@@ -110,17 +111,26 @@ const WS_MAX_MESSAGE: usize = 1000;
 /// may panic.
 pub fn ws_assembler(data: &[u8]) {
     let Some((&first, stream)) = data.split_first() else { return };
-    let whole = ws_run(&[stream]);
+    // The first byte's top bits: permessage-deflate off, with or without context takeover.
+    let deflate = match first >> 6 {
+        1 => Some(Deflate { client_no_context_takeover: false }),
+        2 => Some(Deflate { client_no_context_takeover: true }),
+        _ => None,
+    };
+    let whole = ws_run(&[stream], deflate);
     let bytewise: Vec<&[u8]> = stream.chunks(1).collect();
-    assert_eq!(ws_run(&bytewise), whole, "byte by byte changed the outcome");
+    assert_eq!(ws_run(&bytewise, deflate), whole, "byte by byte changed the outcome");
     let split = first as usize % (stream.len() + 1);
-    assert_eq!(ws_run(&[&stream[..split], &stream[split..]]), whole, "split at {split} changed the outcome");
+    assert_eq!(ws_run(&[&stream[..split], &stream[split..]], deflate), whole, "split at {split} changed the outcome");
 }
 
 /// Runs an assembler over pieces the way the loop does; returns the events and the error's
 /// close code and reason, if any, after checking the promises each event keeps.
-fn ws_run(pieces: &[&[u8]]) -> (Vec<WsEvent>, Option<(u16, &'static str)>) {
+fn ws_run(pieces: &[&[u8]], deflate: Option<Deflate>) -> (Vec<WsEvent>, Option<(u16, &'static str)>) {
     let mut a = Assembler::new(WS_MAX_MESSAGE);
+    if let Some(d) = deflate {
+        a.set_deflate(d);
+    }
     let (events, err) = feed_pieces(pieces, |buf| a.advance(buf));
     for (i, ev) in events.iter().enumerate() {
         match ev {

@@ -32,6 +32,9 @@ Options:
   --max-connections N        simultaneous connections [default: 100000; the open-files
                              soft limit is raised to the hard one at start]
   --max-message N            largest WebSocket message, bytes (close 1009) [default: 16777216]
+  --ws-compression on|off    permessage-deflate with WebSocket clients that offer it
+                             [default: on]
+  --ws-compression-min N     messages under N bytes go uncompressed [default: 256]
   --ws-ping-interval SECS    ping a silent WebSocket peer after [default: 25]
   --ws-ping-timeout SECS     drop it if still silent this long after the ping [default: 20]
   --allowed-origin ORIGIN    only browsers from ORIGIN may open WebSockets (repeatable;
@@ -169,6 +172,14 @@ fn parse_args() -> Result<Option<(Config, bool)>, lexopt::Error> {
                 explicit_max_conns = true;
             }
             Long("max-message") => c.max_message_bytes = parser.value()?.parse()?,
+            Long("ws-compression") => {
+                c.ws_compression = match parser.value()?.string()?.as_str() {
+                    "on" => true,
+                    "off" => false,
+                    other => return Err(format!("--ws-compression {other:?}: expected on or off").into()),
+                }
+            }
+            Long("ws-compression-min") => c.ws_compression_min = parser.value()?.parse()?,
             Long("ws-ping-interval") => c.ws_ping_interval = secs(&mut parser, "ws-ping-interval")?,
             Long("ws-ping-timeout") => c.ws_ping_timeout = secs(&mut parser, "ws-ping-timeout")?,
             Long("allowed-origin") => c.allowed_origins.push(parser.value()?.string()?),

@@ -16,14 +16,13 @@
 //! connection it runs on is reached through [`ControlLink`], which the WebSocket transport
 //! implements.
 
-use std::rc::Rc;
 use std::time::Instant;
 
 use serde_json::{json, Value};
 
 use super::{App, WsPublish};
 use super::cluster::{Published, Then};
-use crate::hub::{valid_channel_name, Encoding, Hub, HubError, SinkRef, TopicKey};
+use crate::hub::{valid_channel_name, Encoding, Hub, HubError, Message, SinkRef, TopicKey};
 
 /// What the control protocol needs from the connection it runs on.
 pub trait ControlLink {
@@ -38,7 +37,8 @@ pub trait ControlLink {
     /// Queues one text message (a JSON reply).
     fn send_text(&mut self, text: Vec<u8>);
     /// Queues an already-encoded frame (a message replayed from history).
-    fn send_frame(&mut self, frame: Rc<[u8]>);
+    /// A hub message in `plain` frames (compressed if the connection negotiated it).
+    fn send_message(&mut self, m: &Message, plain: Encoding);
     /// The connection, as the hub knows it.
     fn sink(&self) -> SinkRef;
     /// Holds back live messages of a followed topic until a resume from Redis is complete.
@@ -117,7 +117,7 @@ fn run(link: &mut dyn ControlLink, app: &mut App, data: &[u8], publish: WsPublis
                     link.send_text(reset_message(name));
                 }
                 for m in backlog.messages.iter().take_while(|m| m.id <= live_after) {
-                    link.send_frame(m.encoded(Encoding::WsEnvelope).clone());
+                    link.send_message(m, Encoding::WsEnvelope);
                 }
             }
         }

@@ -42,8 +42,8 @@ pub enum Reply {
     /// Send `head` (with its Content-Length set to `len`), then stream `len` bytes of `file`
     /// (none for HEAD requests, where `file` is `None`).
     File { head: Response, file: Option<File>, len: u64 },
-    /// Complete a WebSocket handshake with `response` (101) and carry on as `session`.
-    WebSocket { response: Response, session: WsSession },
+    /// Complete a WebSocket handshake (the 101 `accepted` answers) and carry on as `session`.
+    WebSocket { accepted: crate::proto::ws::handshake::Accepted, session: WsSession },
     /// Turn the connection into a subscriber of `topics`.
     Subscribe(Subscription),
     /// Hold this polling GET for the Engine.IO session until it has packets to send.
@@ -178,6 +178,7 @@ impl App {
             max_channels: config.max_channels,
         };
         let mut hub = Hub::new(limits, wall_us);
+        crate::hub::set_compression_min(config.ws_compression_min);
         let cluster = config.redis.clone().map(|url| {
             hub.set_clustered();
             let ttl_ms = config.history_ttl.as_millis().min(u64::MAX as u128) as u64;

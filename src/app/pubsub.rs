@@ -179,8 +179,8 @@ fn subscribe(ctx: &mut Ctx<'_>, req: &Request, topics: Vec<TopicKey>, ws_publish
 }
 
 pub fn websocket(ctx: &mut Ctx<'_>, req: &Request, session: WsSession) -> Reply {
-    match handshake::accept(&req.head, &[], &ctx.config.allowed_origins) {
-        Ok(accepted) => Reply::WebSocket { response: accepted.response(), session },
+    match handshake::accept(&req.head, &[], &ctx.config.allowed_origins, ctx.config.ws_compression) {
+        Ok(accepted) => Reply::WebSocket { accepted, session },
         Err(e) => e.response().into(),
     }
 }

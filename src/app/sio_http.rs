@@ -49,11 +49,11 @@ pub fn handle(ctx: &mut Ctx<'_>, req: &Request, engine_echo: bool) -> Reply {
             return error(ctx, RequestError::BadHandshakeMethod);
         }
         if transport == TransportKind::WebSocket {
-            return match handshake::accept(&req.head, &[], &cfg.allowed_origins) {
+            return match handshake::accept(&req.head, &[], &cfg.allowed_origins, cfg.ws_compression) {
                 Ok(accepted) => {
                     let slot = ctx.sio.open(TransportKind::WebSocket, cfg, now, engine_echo);
                     let session = ctx.sio.sessions[slot].sink(slot);
-                    Reply::WebSocket { response: accepted.response(), session: WsSession::Eio { session, probe: false } }
+                    Reply::WebSocket { accepted, session: WsSession::Eio { session, probe: false } }
                 }
                 Err(e) => e.response().into(),
             };
@@ -69,10 +69,10 @@ pub fn handle(ctx: &mut Ctx<'_>, req: &Request, engine_echo: bool) -> Reply {
         // An upgrade: only from polling, and one at a time. A second WebSocket for a session
         // is accepted and closed at once, as the reference server does; the first goes on.
         let refused = s.eio.transport == TransportKind::WebSocket || s.probe.is_some();
-        return match handshake::accept(&req.head, &[], &cfg.allowed_origins) {
+        return match handshake::accept(&req.head, &[], &cfg.allowed_origins, cfg.ws_compression) {
             Ok(accepted) => {
                 let ws = if refused { WsSession::EioRefused } else { WsSession::Eio { session, probe: true } };
-                Reply::WebSocket { response: accepted.response(), session: ws }
+                Reply::WebSocket { accepted, session: ws }
             }
             Err(e) => e.response().into(),
         };

@@ -10,7 +10,7 @@ use super::{SinkRef, TopicKind};
 use crate::sio::wire::{self, SioPayload};
 use crate::proto::sse;
 
-use crate::proto::ws::{encode_server_frame, OpCode};
+use crate::proto::ws::{deflate, encode_server_frame, OpCode};
 
 /// How a subscriber wants messages on the wire.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,9 +36,60 @@ pub enum Encoding {
     SioPollOffset,
     /// Forever-iframe: `<script>p(envelope)</script>` (`proto/iframe.rs`).
     Iframe,
+    /// The WebSocket encodings above for a connection that negotiated permessage-deflate:
+    /// the same frames, each data frame of at least `--ws-compression-min` bytes compressed
+    /// on its own (RSV1 set). The server never takes context over, so one compressed copy
+    /// serves every such subscriber.
+    WsDataDeflate,
+    WsEnvelopeDeflate,
+    SioWsDeflate,
+    SioWsOffsetDeflate,
 }
 
-const ENCODINGS: usize = 9;
+const ENCODINGS: usize = 13;
+
+impl Encoding {
+    /// This encoding for a WebSocket that negotiated permessage-deflate (the encodings that
+    /// are not WebSocket frames are returned as they are).
+    pub fn deflated(self) -> Encoding {
+        match self {
+            Encoding::WsData => Encoding::WsDataDeflate,
+            Encoding::WsEnvelope => Encoding::WsEnvelopeDeflate,
+            Encoding::SioWs => Encoding::SioWsDeflate,
+            Encoding::SioWsOffset => Encoding::SioWsOffsetDeflate,
+            other => other,
+        }
+    }
+
+    /// For a compressed encoding, the plain one it is made from.
+    pub fn uncompressed(self) -> Option<Encoding> {
+        match self {
+            Encoding::WsDataDeflate => Some(Encoding::WsData),
+            Encoding::WsEnvelopeDeflate => Some(Encoding::WsEnvelope),
+            Encoding::SioWsDeflate => Some(Encoding::SioWs),
+            Encoding::SioWsOffsetDeflate => Some(Encoding::SioWsOffset),
+            _ => None,
+        }
+    }
+}
+
+thread_local! {
+    /// `--ws-compression-min`. A setting of the loop's thread rather than an argument:
+    /// encodings are built lazily wherever a message is first sent (delivery, replay,
+    /// resume), and threading a number through each of them would only repeat it.
+    static COMPRESSION_MIN: Cell<usize> = const { Cell::new(256) };
+}
+
+/// Sets the size under which compressed encodings leave a frame uncompressed (once, when
+/// the server is built, on the thread that will run it).
+pub fn set_compression_min(bytes: usize) {
+    COMPRESSION_MIN.with(|c| c.set(bytes));
+}
+
+/// `--ws-compression-min`, for what a connection compresses on its own (echo, replies).
+pub fn compression_min() -> usize {
+    COMPRESSION_MIN.with(Cell::get)
+}
 
 pub struct Message {
     pub kind: TopicKind,
@@ -114,7 +165,9 @@ impl Message {
     pub fn encoded(&self, enc: Encoding) -> &Rc<[u8]> {
         self.encoded[enc as usize].get_or_init(|| {
             let bytes = self.encode(enc);
-            let cost = bytes.len() + RC_ALLOC_OVERHEAD;
+            // A compressed encoding with nothing worth compressing is the plain one, shared.
+            let shared = enc.uncompressed().is_some_and(|plain| Rc::ptr_eq(&bytes, self.encoded(plain)));
+            let cost = if shared { 0 } else { bytes.len() + RC_ALLOC_OVERHEAD };
             self.encoded_bytes.set(self.encoded_bytes.get() + cost);
             if let Some(ledger) = self.ledger.take() {
                 ledger.set(ledger.get() + cost);
@@ -125,6 +178,14 @@ impl Message {
     }
 
     fn encode(&self, enc: Encoding) -> Rc<[u8]> {
+        if let Some(plain) = enc.uncompressed() {
+            let (plain, min) = (self.encoded(plain), compression_min());
+            // Every frame's payload is shorter than all the frames together.
+            if plain.len() < min {
+                return plain.clone();
+            }
+            return deflate::compress_frames(plain, min).into();
+        }
         {
             let mut out = Vec::with_capacity(self.data.len() + 64);
             match enc {
@@ -147,6 +208,9 @@ impl Message {
                 Encoding::Iframe => {
                     let json = serde_json::to_string(&self.envelope()).unwrap_or_default();
                     crate::proto::iframe::encode_call(&mut out, &json);
+                }
+                Encoding::WsDataDeflate | Encoding::WsEnvelopeDeflate | Encoding::SioWsDeflate | Encoding::SioWsOffsetDeflate => {
+                    unreachable!("made from the plain encoding above")
                 }
                 Encoding::SioWs | Encoding::SioPoll | Encoding::SioWsOffset | Encoding::SioPollOffset => {
                     let nsp = self.namespace();

@@ -30,7 +30,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use history::History;
-pub use message::{Encoding, Message, Run};
+pub use message::{compression_min, set_compression_min, Encoding, Message, Run};
 pub use topic::{Subscriber, Topic};
 
 /// What a sink is: the loop keeps each kind in its own slab.
@@ -165,11 +165,11 @@ pub struct HubStats {
 
 fn transport_index(e: Encoding) -> usize {
     match e {
-        Encoding::WsData | Encoding::WsEnvelope => 0,
+        Encoding::WsData | Encoding::WsEnvelope | Encoding::WsDataDeflate | Encoding::WsEnvelopeDeflate => 0,
         // Streams over plain HTTP: SSE and forever-iframe.
         Encoding::Sse | Encoding::Iframe => 1,
         Encoding::LongPoll => 2,
-        Encoding::SioWs | Encoding::SioPoll | Encoding::SioWsOffset | Encoding::SioPollOffset => 3,
+        Encoding::SioWs | Encoding::SioPoll | Encoding::SioWsOffset | Encoding::SioPollOffset | Encoding::SioWsDeflate | Encoding::SioWsOffsetDeflate => 3,
     }
 }
 

@@ -105,11 +105,11 @@ fn drain_to_ws(conn: &mut Conn, s: &mut crate::sio::Session) {
     if !s.eio.has_output() || !matches!(conn.life, Life::Open) {
         return;
     }
-    let enc = s.ws_encoding();
+    let enc = ws::encoding(conn, s.ws_encoding());
     for out in s.eio.take_queue() {
         match out {
-            Out::Text(t) => ws::queue_frame(&mut conn.out, OpCode::Text, t.into_vec()),
-            Out::Binary(b) => ws::queue_frame(&mut conn.out, OpCode::Binary, b.to_vec()),
+            Out::Text(t) => ws::queue_data(conn, OpCode::Text, t.into_vec()),
+            Out::Binary(b) => ws::queue_data(conn, OpCode::Binary, b.to_vec()),
             Out::Msg(m) => conn.out.push_shared(m.encoded(enc).clone()),
         }
     }

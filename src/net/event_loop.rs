@@ -458,6 +458,7 @@ impl Server {
                     cut += 1;
                     continue;
                 }
+                let enc = super::ws::encoding(conn, enc);
                 conn.out.push_shared(run.encoded(enc).clone());
                 conn.oldest_push.get_or_insert(msgs[from].published);
                 delivered += (msgs.len() - from) as u64;

@@ -123,11 +123,11 @@ pub fn respond(conn: &mut Conn, req: &Request, env: &mut Env<'_>) {
                 }
             }
         }
-        Reply::WebSocket { response: resp, session } => {
-            conn.queue_response(resp, false, Persist::Upgrade, env.date);
+        Reply::WebSocket { accepted, session } => {
+            conn.queue_response(accepted.response(), false, Persist::Upgrade, env.date);
             env.app.stats.conn_closed(ConnKind::Http);
             env.app.stats.conn_opened(ConnKind::WebSocket);
-            ws::start(conn, session, env);
+            ws::start(conn, session, accepted.deflate, env);
         }
         Reply::Subscribe(sub) => stream::start(conn, sub, persist, head_only, env),
         Reply::EioHold(session) => super::eio::hold(conn, session, persist, env),

@@ -335,12 +335,12 @@ pub fn complete_resume(conn: &mut Conn, request: u32, keys: &[TopicKey], msgs: &
         Transport::LongPoll(_) => {}
         Transport::WebSocket(w) => {
             let control = matches!(w.session, WsSession::Control { .. });
+            let enc = w.encoding(if control { Encoding::WsEnvelope } else { Encoding::WsData });
             if reset && control {
                 for k in keys {
                     ws::queue_text(conn, crate::app::control::reset_message(&k.name));
                 }
             }
-            let enc = if control { Encoding::WsEnvelope } else { Encoding::WsData };
             for m in msgs {
                 conn.out.push_shared(m.encoded(enc).clone());
             }

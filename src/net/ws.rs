@@ -2,7 +2,6 @@
 //! control frames (the "obligated sends": pong, close reply), hands messages to the session,
 //! and queues frames.
 
-use std::rc::Rc;
 use std::time::Instant;
 
 use super::conn::{Conn, Life, Transport};
@@ -11,8 +10,9 @@ use super::outbuf::OutBuf;
 use super::stream;
 use crate::app::control::{self, ControlLink};
 use crate::app::WsSession;
-use crate::hub::{Encoding, Hub, HubError, SinkRef, TopicKey, TopicKind};
-use crate::proto::ws::{close, encode_close_frame, encode_server_frame, Assembler, FrameHeader, OpCode, WsError, WsEvent};
+use crate::hub::{Encoding, Hub, HubError, Message, SinkRef, TopicKey, TopicKind};
+use crate::proto::ws::extensions::Deflate;
+use crate::proto::ws::{close, deflate, encode_close_frame, encode_server_frame, Assembler, FrameHeader, OpCode, WsError, WsEvent};
 
 /// Payloads up to this size are copied behind their header; larger ones are queued as they
 /// are, so a big echo is never copied.
@@ -33,29 +33,48 @@ impl Ws {
     pub fn new(session: WsSession, max_message: usize, now: Instant) -> Ws {
         Ws { assembler: Assembler::new(max_message), session, ping_sent: None, last_rx: now }
     }
+
+
+    /// The hub encoding of `plain` frames for this connection.
+    pub fn encoding(&self, plain: Encoding) -> Encoding {
+        if self.assembler.deflate().is_some() {
+            plain.deflated()
+        } else {
+            plain
+        }
+    }
+}
+
+/// The encoding hub messages in `plain` frames take on `conn`, if it is a WebSocket.
+pub fn encoding(conn: &Conn, plain: Encoding) -> Encoding {
+    match &conn.transport {
+        Transport::WebSocket(ws) => ws.encoding(plain),
+        _ => plain,
+    }
 }
 
 /// Switches a connection that just answered 101 to WebSocket. A topic session subscribes
 /// at once and first replays the history after its `since` id.
-pub fn start(conn: &mut Conn, session: WsSession, env: &mut Env<'_>) {
+pub fn start(conn: &mut Conn, session: WsSession, deflate: Option<Deflate>, env: &mut Env<'_>) {
+    let data = if deflate.is_some() { Encoding::WsDataDeflate } else { Encoding::WsData };
     if let WsSession::Topic { key, since, .. } = &session {
         let (key, since) = (key.clone(), *since);
         match since {
             // In a cluster, Redis's stream has what came after `since`: live messages wait
             // until the loop has replayed it.
             Some(since) if env.app.cluster.is_some() => {
-                stream::subscribe_checked(conn, &mut env.app.hub, key.clone(), Encoding::WsData);
+                stream::subscribe_checked(conn, &mut env.app.hub, key.clone(), data);
                 stream::mute_all(conn, &mut env.app.hub);
                 env.app.resumes.push((SinkRef::conn(conn.token, conn.id), 0, vec![key], since));
             }
             Some(since) => {
                 let backlog = env.app.hub.backlog(std::slice::from_ref(&key), since, env.now);
                 for m in &backlog.messages {
-                    conn.out.push_shared(m.encoded(Encoding::WsData).clone());
+                    conn.out.push_shared(m.encoded(data).clone());
                 }
-                stream::subscribe_checked(conn, &mut env.app.hub, key, Encoding::WsData);
+                stream::subscribe_checked(conn, &mut env.app.hub, key, data);
             }
-            None => stream::subscribe_checked(conn, &mut env.app.hub, key, Encoding::WsData),
+            None => stream::subscribe_checked(conn, &mut env.app.hub, key, data),
         }
     }
     // What a subscriber sends is published (or is a control message): no larger than an
@@ -71,7 +90,11 @@ pub fn start(conn: &mut Conn, session: WsSession, env: &mut Env<'_>) {
         _ => None,
     };
     let refused = session == WsSession::EioRefused;
-    conn.transport = Transport::WebSocket(Ws::new(session, max, env.now));
+    let mut ws = Ws::new(session, max, env.now);
+    if let Some(d) = deflate {
+        ws.assembler.set_deflate(d);
+    }
+    conn.transport = Transport::WebSocket(ws);
     if let Some((session, probe)) = eio {
         super::eio::attach_ws(conn, session, probe, env);
     } else if refused {
@@ -142,7 +165,7 @@ fn on_event(conn: &mut Conn, ev: WsEvent, env: &mut Env<'_>) {
 fn on_message(conn: &mut Conn, op: OpCode, data: Vec<u8>, env: &mut Env<'_>) {
     let Transport::WebSocket(ws) = &conn.transport else { return };
     match &ws.session {
-        WsSession::Echo => queue_frame(&mut conn.out, op, data),
+        WsSession::Echo => queue_data(conn, op, data),
         WsSession::Topic { key, publish, .. } => {
             // A subscriber's frames are published to its channel (`--ws-publish`); a user
             // connection's frames have nowhere to go and are ignored.
@@ -182,6 +205,7 @@ impl ControlLink for ControlConn<'_> {
     }
 
     fn subscribe(&mut self, hub: &mut Hub, key: TopicKey, encoding: Encoding) -> Result<u64, HubError> {
+        let encoding = self::encoding(self.0, encoding);
         stream::subscribe(self.0, hub, key, encoding)
     }
 
@@ -193,10 +217,11 @@ impl ControlLink for ControlConn<'_> {
     }
 
     fn send_text(&mut self, text: Vec<u8>) {
-        queue_frame(&mut self.0.out, OpCode::Text, text);
+        queue_data(self.0, OpCode::Text, text);
     }
 
-    fn send_frame(&mut self, frame: Rc<[u8]>) {
+    fn send_message(&mut self, m: &Message, plain: Encoding) {
+        let frame = m.encoded(self::encoding(self.0, plain)).clone();
         self.0.out.push_shared(frame);
     }
 
@@ -247,5 +272,17 @@ pub use close::GOING_AWAY;
 
 /// Queues one text message on a WebSocket connection.
 pub fn queue_text(conn: &mut Conn, text: Vec<u8>) {
-    queue_frame(&mut conn.out, OpCode::Text, text);
+    queue_data(conn, OpCode::Text, text);
+}
+
+/// Queues one data message (text or binary), compressed if the connection negotiated
+/// permessage-deflate and it has at least `--ws-compression-min` bytes (the setting the
+/// shared encodings use, see `hub::set_compression_min`).
+pub fn queue_data(conn: &mut Conn, opcode: OpCode, payload: Vec<u8>) {
+    let deflate = matches!(&conn.transport, Transport::WebSocket(ws) if ws.assembler.deflate().is_some());
+    let min = if deflate { crate::hub::compression_min() } else { usize::MAX };
+    if payload.len() < min {
+        return queue_frame(&mut conn.out, opcode, payload);
+    }
+    conn.out.with_tail(|v| deflate::encode_message(v, opcode, &payload, min));
 }

@@ -152,6 +152,33 @@ async function main() {
       await page.context().close();
     });
 
+    await step('permessage-deflate: Chromium negotiates it; large and small messages, text and binary, come back exact', async () => {
+      const page = await open('/echo.html');
+      const got = await page.evaluate(async () => {
+        const ws = new WebSocket(`ws://${location.host}/echo`);
+        ws.binaryType = 'arraybuffer';
+        await new Promise((ok, fail) => { ws.onopen = ok; ws.onerror = fail; });
+        const replies = [];
+        ws.onmessage = (e) => replies.push(e.data);
+        const text = (n) => Array.from({ length: n }, (_, i) => String.fromCharCode(97 + (i * 7919) % 26)).join('');
+        const sent = [text(10), text(300), text(100000), 'ünïcødé ✓ '.repeat(500)];
+        const bin = new Uint8Array(70000).map((_, i) => (i * 31) % 256);
+        for (const m of sent) ws.send(m);
+        ws.send(bin);
+        while (replies.length < sent.length + 1) await new Promise((r) => setTimeout(r, 20));
+        const back = new Uint8Array(replies[sent.length]);
+        return {
+          extensions: ws.extensions,
+          texts: replies.slice(0, sent.length).map((r, i) => r === sent[i]),
+          binary: back.length === bin.length && back.every((b, i) => b === bin[i]),
+        };
+      });
+      assert.match(got.extensions, /^permessage-deflate; server_no_context_takeover/);
+      assert.deepEqual(got.texts, [true, true, true, true]);
+      assert.ok(got.binary, 'the binary message came back exactly');
+      await page.context().close();
+    });
+
     await step('socket.io chat: two pages meet in a room over the official client, polling upgraded to WebSocket', async () => {
       const sport = await freePort();
       const js = path.join(ROOT, 'tests/e2e/node_modules/socket.io-client/dist/socket.io.min.js');

@@ -38,15 +38,22 @@ pub fn frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
     frame_raw(if fin { 0x80 } else { 0 } | opcode, payload, true)
 }
 
-/// Reads one server frame: (fin, opcode, payload). Server frames must be unmasked.
+/// Reads one server frame: (fin, opcode, payload). Server frames must be unmasked and, on
+/// a connection without extensions, have no RSV bits.
 pub fn read_frame(c: &mut Client) -> (bool, u8, Vec<u8>) {
+    let (fin, rsv, op, payload) = read_frame_rsv(c);
+    assert_eq!(rsv, 0, "no RSV bits");
+    (fin, op, payload)
+}
+
+/// [`read_frame`] with the RSV bits: (fin, rsv (3 bits), opcode, payload).
+pub fn read_frame_rsv(c: &mut Client) -> (bool, u8, u8, Vec<u8>) {
     let h = c.read_exact_quiet(2);
     assert_eq!(h[1] & 0x80, 0, "server frames are never masked");
-    assert_eq!(h[0] & 0x70, 0, "no RSV bits");
     let len = match h[1] & 0x7f {
         126 => u16::from_be_bytes(c.read_exact_quiet(2).try_into().unwrap()) as usize,
         127 => u64::from_be_bytes(c.read_exact_quiet(8).try_into().unwrap()) as usize,
         n => n as usize,
     };
-    (h[0] & 0x80 != 0, h[0] & 0x0f, c.read_exact_quiet(len))
+    (h[0] & 0x80 != 0, (h[0] >> 4) & 0x7, h[0] & 0x0f, c.read_exact_quiet(len))
 }

@@ -26,12 +26,22 @@
 //! connection's input buffer never has to hold a whole frame. The size limit is applied to
 //! each frame header, before any of its payload is buffered.
 //!
+//! With permessage-deflate negotiated (RFC 7692), a data message whose first frame has RSV1
+//! set is compressed: its frames' payloads are collected as they are (capped a little above
+//! `max_message`, what deflate's framing can add to incompressible data), inflated once the
+//! message is complete (capped at `max_message`: a decompression bomb is refused as soon as
+//! its output passes the cap), and a text message's UTF-8 is validated after inflating. The
+//! inflater exists only while it is needed: made at the first compressed message, dropped
+//! after each one when the client compresses without context takeover.
+//!
 //! Sans-IO, like [`RequestReader`](crate::proto::http1::RequestReader): the connection hands
 //! in the bytes it has not yet used, the assembler says how many it used and what happened.
 
 use super::close::parse_close_payload;
+use super::deflate::{InflateError, Inflater};
 use super::error::WsError;
-use super::frame::{FrameHeader, OpCode};
+use super::extensions::Deflate;
+use super::frame::{FrameHeader, OpCode, RSV1};
 use super::mask::apply_mask;
 
 /// What a client's bytes amount to. Each data message is delivered whole, once its last
@@ -79,7 +89,9 @@ enum State {
 /// The per-connection message assembler.
 #[derive(Debug)]
 pub struct Assembler {
-    max_message: usize,
+    /// u32 (as is `checked`): a message over 2 GiB is refused anyway, and the two fit in
+    /// the space of one usize of every connection.
+    max_message: u32,
     state: State,
     /// The kind of the data message being received, from its first frame to the end of its
     /// FIN frame.
@@ -88,13 +100,44 @@ pub struct Assembler {
     message: Vec<u8>,
     /// For a text message: how much of `message` is known to be valid UTF-8. Always on a
     /// character boundary; what follows it is at most an incomplete character.
-    checked: usize,
+    checked: u32,
+    /// The open message had RSV1 on its first frame: `message` is DEFLATE data.
+    compressed: bool,
+    /// permessage-deflate as negotiated; `None`: RSV1 is a protocol error.
+    deflate: Option<Deflate>,
+    /// Made at the first compressed message (boxed: an idle connection pays a pointer).
+    inflater: Option<Box<Inflater>>,
+}
+
+/// The largest `max_message`: 2 GiB, so that a compressed message's cap fits a u32 too.
+const MAX_MESSAGE_CAP: usize = 1 << 31;
+
+/// What a compressed message may occupy before inflating: deflate's stored blocks add 5 bytes
+/// per 64 KiB to data that does not compress, so a message of exactly `max` bytes still fits.
+fn compressed_cap(max: usize) -> usize {
+    max.saturating_add(max / 1024 + 64)
 }
 
 impl Assembler {
     /// An assembler refusing messages (the sum of their fragments) over `max_message` bytes.
     pub fn new(max_message: usize) -> Self {
-        Assembler { max_message, state: State::Header, open: None, message: Vec::new(), checked: 0 }
+        let max_message = max_message.min(MAX_MESSAGE_CAP) as u32;
+        Assembler { max_message, state: State::Header, open: None, message: Vec::new(), checked: 0, compressed: false, deflate: None, inflater: None }
+    }
+
+    /// Accepts compressed messages as `d` agreed (set once, right after the handshake).
+    pub fn set_deflate(&mut self, d: Deflate) {
+        self.deflate = Some(d);
+    }
+
+    /// What was agreed, if permessage-deflate was negotiated.
+    pub fn deflate(&self) -> Option<Deflate> {
+        self.deflate
+    }
+
+    /// True while an inflater is kept (a client compressing with context takeover).
+    pub fn holds_inflater(&self) -> bool {
+        self.inflater.is_some()
     }
 
     /// True once a close frame has been delivered.
@@ -114,6 +157,7 @@ impl Assembler {
             self.state = State::Failed(e);
             self.open = None;
             self.message = Vec::new();
+            self.inflater = None;
         }
         res
     }
@@ -142,7 +186,7 @@ impl Assembler {
                     self.message.extend_from_slice(&input[used..used + take]);
                     apply_mask(&mut self.message[start..], key, pos);
                     used += take;
-                    if self.open == Some(Kind::Text) {
+                    if self.open == Some(Kind::Text) && !self.compressed {
                         self.check_utf8()?;
                     }
                     if take < left {
@@ -180,6 +224,16 @@ impl Assembler {
         let Some(key) = h.mask else {
             return Err(WsError::Protocol("unmasked client frame"));
         };
+        // RFC 7692 §6.1: RSV1 marks a compressed message, on its first frame only; "An
+        // endpoint MUST NOT set the RSV1 bit of control frames" nor of continuation frames.
+        // Without the extension it is a reserved bit like the others (RFC 6455 §5.2).
+        let rsv1 = h.rsv & RSV1 != 0;
+        if rsv1 && self.deflate.is_none() {
+            return Err(WsError::Protocol("reserved bits set"));
+        }
+        if rsv1 && (h.opcode.is_control() || h.opcode == OpCode::Continuation) {
+            return Err(WsError::Protocol("RSV1 set on a control or continuation frame"));
+        }
         if h.opcode.is_control() {
             // FrameHeader::decode has refused control payloads over 125 bytes.
             let len = h.payload_len as usize;
@@ -204,7 +258,12 @@ impl Assembler {
         // §10.4: "implementations will likely want to impose implementation-specific limits
         // on frame size and the total message size after reassembly from multiple frames".
         // Checked on the header, before any of the payload is buffered.
-        if h.payload_len > (self.max_message - self.message.len()) as u64 {
+        if h.opcode != OpCode::Continuation {
+            self.compressed = rsv1;
+        }
+        let max = self.max_message as usize;
+        let cap = if self.compressed { compressed_cap(max) } else { max };
+        if h.payload_len > (cap - self.message.len()) as u64 {
             return Err(WsError::MessageTooBig);
         }
         let len = h.payload_len as usize;
@@ -223,10 +282,10 @@ impl Assembler {
     // stream is not, in fact, a valid UTF-8 stream, that endpoint MUST _Fail the WebSocket
     // Connection_."
     fn check_utf8(&mut self) -> Result<(), WsError> {
-        match std::str::from_utf8(&self.message[self.checked..]) {
-            Ok(_) => self.checked = self.message.len(),
+        match std::str::from_utf8(&self.message[self.checked as usize..]) {
+            Ok(_) => self.checked = self.message.len() as u32,
             // error_len() is None when the bytes are a valid prefix cut short by the end.
-            Err(e) if e.error_len().is_none() => self.checked += e.valid_up_to(),
+            Err(e) if e.error_len().is_none() => self.checked += e.valid_up_to() as u32,
             Err(_) => return Err(WsError::InvalidUtf8),
         }
         Ok(())
@@ -235,19 +294,41 @@ impl Assembler {
     // The FIN frame's payload is all in: hand the message over.
     fn finish_message(&mut self) -> Result<WsEvent, WsError> {
         let kind = self.open.take().expect("a message is open");
-        let data = std::mem::take(&mut self.message);
+        let mut data = std::mem::take(&mut self.message);
+        if std::mem::take(&mut self.compressed) {
+            data = self.inflate(&data)?;
+            if kind == Kind::Text && std::str::from_utf8(&data).is_err() {
+                return Err(WsError::InvalidUtf8);
+            }
+            return Ok(if kind == Kind::Text { WsEvent::Text(data) } else { WsEvent::Binary(data) });
+        }
         match kind {
             Kind::Binary => Ok(WsEvent::Binary(data)),
             Kind::Text => {
                 // §5.6: "a particular text frame might include a partial UTF-8 sequence;
                 // however, the whole message MUST contain valid UTF-8."
-                if self.checked != data.len() {
+                if self.checked as usize != data.len() {
                     return Err(WsError::InvalidUtf8);
                 }
                 self.checked = 0;
                 Ok(WsEvent::Text(data))
             }
         }
+    }
+
+    // Inflates a whole compressed message, at most `max_message` bytes out.
+    fn inflate(&mut self, payload: &[u8]) -> Result<Vec<u8>, WsError> {
+        let d = self.deflate.expect("RSV1 is refused without the extension");
+        let inflater = self.inflater.get_or_insert_with(|| Box::new(Inflater::new(!d.client_no_context_takeover)));
+        let out = inflater.message(payload, self.max_message as usize).map_err(|e| match e {
+            InflateError::TooBig => WsError::MessageTooBig,
+            InflateError::Corrupt => WsError::BadCompressedData,
+        });
+        // Without context takeover nothing carries over: the window (tens of KiB) goes.
+        if d.client_no_context_takeover {
+            self.inflater = None;
+        }
+        out
     }
 
     // A complete control frame (already unmasked) as an event.
@@ -644,5 +725,83 @@ mod tests {
                 assert_eq!(run_pieces(200, &pieces), whole, "{input:02x?} in {pieces:02x?}");
             }
         }
+    }
+
+    /// A masked client frame with RSV1 as given.
+    fn zframe(fin: bool, rsv1: bool, opcode: OpCode, payload: &[u8]) -> Vec<u8> {
+        let mut f = frame(fin, opcode, payload);
+        if rsv1 {
+            f[0] |= RSV1 << 4;
+        }
+        f
+    }
+
+    fn run_deflate(max: usize, d: Deflate, pieces: &[&[u8]]) -> (Vec<WsEvent>, Option<WsError>, bool) {
+        let mut a = Assembler::new(max);
+        a.set_deflate(d);
+        let (ev, err) = crate::fuzzing::feed_pieces(pieces, |buf| a.advance(buf));
+        (ev, err, a.holds_inflater())
+    }
+
+    const TAKEOVER: Deflate = Deflate { client_no_context_takeover: false };
+    const NO_TAKEOVER: Deflate = Deflate { client_no_context_takeover: true };
+
+    #[test]
+    fn compressed_messages() {
+        use crate::proto::ws::deflate::compress_message;
+        use OpCode::*;
+        let hello = [0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]; // RFC 7692 §7.2.3.1
+        let input = cat(&[
+            zframe(true, true, Text, &hello),
+            // §7.2.3.2: the same again with the context taken over.
+            zframe(true, true, Text, &[0xf2, 0x00, 0x11, 0x00, 0x00]),
+            // An uncompressed message in between is allowed (RSV1 clear).
+            text("plain"),
+            // Fragmented: RSV1 on the first frame only, a ping between the fragments.
+            zframe(false, true, Binary, &hello[..3]),
+            frame(true, Ping, b"p"),
+            zframe(true, false, Continuation, &hello[3..]),
+        ]);
+        let want = vec![t("Hello"), t("Hello"), t("plain"), WsEvent::Ping(b"p".to_vec()), WsEvent::Binary(b"Hello".to_vec())];
+        for step in [input.len(), 1, 3, 7] {
+            let pieces: Vec<&[u8]> = input.chunks(step).collect();
+            assert_eq!(run_deflate(MAX, TAKEOVER, &pieces), (want.clone(), None, true), "step {step}: the window is kept");
+        }
+        // Without context takeover the inflater goes after each message.
+        let (ev, err, kept) = run_deflate(MAX, NO_TAKEOVER, &[&zframe(true, true, Text, &compress_message("héllo".as_bytes()))]);
+        assert_eq!((ev, err, kept), (vec![t("héllo")], None, false));
+        // Nothing compressed: nothing allocated.
+        assert_eq!(run_deflate(MAX, TAKEOVER, &[&text("a")]), (vec![t("a")], None, false));
+    }
+
+    #[test]
+    fn compressed_message_errors() {
+        use crate::proto::ws::deflate::compress_message;
+        use OpCode::*;
+        let z = |data: &[u8]| compress_message(data);
+        let table: Vec<(&str, Deflate, Vec<u8>, WsError)> = vec![
+            ("RSV1 on a ping", TAKEOVER, zframe(true, true, Ping, b""), P("RSV1 set on a control or continuation frame")),
+            (
+                "RSV1 on a continuation",
+                TAKEOVER,
+                cat(&[zframe(false, true, Text, &z(b"ab")[..1]), zframe(true, true, Continuation, &z(b"ab")[1..])]),
+                P("RSV1 set on a control or continuation frame"),
+            ),
+            ("not deflate data", TAKEOVER, zframe(true, true, Binary, &[0xff, 0xff, 0xff]), WsError::BadCompressedData),
+            ("invalid UTF-8, checked after inflating", NO_TAKEOVER, zframe(true, true, Text, &z(&[0x68, 0xff, 0x69])), WsError::InvalidUtf8),
+            // 64 KiB of zeros is a few hundred bytes on the wire: refused at the cap.
+            ("a bomb", TAKEOVER, zframe(true, true, Binary, &z(&[0; 65536])), WsError::MessageTooBig),
+        ];
+        for (name, d, input, want) in table {
+            let (_, err, kept) = run_deflate(1000, d, &[&input]);
+            assert_eq!(err, Some(want), "{name}");
+            assert!(!kept, "{name}: a failed connection keeps no inflater");
+        }
+        // Exactly the cap inflates; the compressed size of incompressible data may pass it.
+        let noise: Vec<u8> = (0..1000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+        let (ev, err, _) = run_deflate(1000, TAKEOVER, &[&zframe(true, true, Binary, &z(&noise))]);
+        assert_eq!((ev, err), (vec![WsEvent::Binary(noise)], None));
+        // Without the extension, RSV1 is a reserved bit.
+        assert_eq!(run(MAX, &zframe(true, true, Text, &z(b"a"))).1, Some(P("reserved bits set")));
     }
 }

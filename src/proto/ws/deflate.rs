@@ -3,34 +3,77 @@
 //! `extensions.rs`) and the trailing `00 00 ff ff` of the sync flush is removed; a received
 //! message gets it back before inflating. Inflating is capped: a small message that inflates
 //! past the cap (a decompression bomb) is refused as soon as the output passes it, without
-//! inflating the rest. Pure: bytes in, bytes out. Not wired into the connection yet.
+//! inflating the rest. Pure: bytes in, bytes out.
 
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
+
+use super::frame::{FrameHeader, OpCode, RSV1};
 
 /// The tail every sync flush ends with; §7.2.1 removes it, §7.2.2 puts it back.
 const TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
 
 /// Compresses one message on its own (no context kept between messages): the payload of a
 /// frame with RSV1 set.
+///
+/// In two stages, because miniz_oxide's sync flush cannot be trusted to finish in the call
+/// that consumes the last input, nor to fill the output before it stops (a message of 1 MiB
+/// of noise came out truncated when the two were one loop): first all input with no flush,
+/// then sync flushes until the output ends with the flush's tail and the call left room.
 pub fn compress_message(data: &[u8]) -> Vec<u8> {
     let mut c = Compress::new(Compression::fast(), false);
-    let mut out = Vec::with_capacity(data.len() / 2 + 16);
+    let mut out = Vec::with_capacity(data.len() / 2 + 64);
+    while (c.total_in() as usize) < data.len() {
+        // compress_vec writes into the spare capacity only.
+        out.reserve(data.len() / 2 + 64);
+        let used = c.total_in() as usize;
+        let _ = c.compress_vec(&data[used..], &mut out, FlushCompress::None);
+    }
     loop {
-        // compress_vec writes into the spare capacity only: grow it until all is flushed.
-        out.reserve(data.len().max(64));
-        let before = c.total_in() as usize;
-        let _ = c.compress_vec(&data[before..], &mut out, FlushCompress::Sync);
-        if c.total_in() as usize == data.len() && out.len() < out.capacity() {
+        out.reserve(1024);
+        let _ = c.compress_vec(&[], &mut out, FlushCompress::Sync);
+        if out.ends_with(&TAIL) && out.len() < out.capacity() {
             break;
         }
     }
-    if out.ends_with(&TAIL) {
-        out.truncate(out.len() - TAIL.len());
-    }
+    out.truncate(out.len() - TAIL.len());
     // §7.2.3.6: an empty message compresses to a single 0x00 block, never to nothing.
     if out.is_empty() {
         out.push(0x00);
     }
+    out
+}
+
+/// Appends one server data message, compressed (RSV1 set) when its payload has at least `min`
+/// bytes, as it is otherwise: small messages gain nothing and cost the peer an inflate.
+pub fn encode_message(out: &mut Vec<u8>, opcode: OpCode, payload: &[u8], min: usize) {
+    debug_assert!(!opcode.is_control(), "RFC 7692 §6.1: control frames are never compressed");
+    if payload.len() < min {
+        return super::encode_server_frame(out, opcode, payload);
+    }
+    let z = compress_message(payload);
+    FrameHeader { fin: true, rsv: RSV1, opcode, mask: None, payload_len: z.len() as u64 }.encode(out);
+    out.extend_from_slice(&z);
+}
+
+/// Our own server frames (whole, unfragmented, unmasked, as `encode_server_frame` writes
+/// them) with each data frame of at least `min` payload bytes compressed: the shared frames
+/// of a fan-out message (a Socket.IO event is a text frame and its attachments' binary
+/// frames) compressed once for every subscriber that negotiated permessage-deflate.
+pub fn compress_frames(frames: &[u8], min: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(frames.len());
+    let mut rest = frames;
+    while let Ok(Some((h, n))) = FrameHeader::decode(rest) {
+        let end = n + h.payload_len as usize;
+        let payload = &rest[n..end];
+        if h.opcode.is_control() || !h.fin || h.rsv != 0 {
+            out.extend_from_slice(&rest[..end]);
+        } else {
+            encode_message(&mut out, h.opcode, payload, min);
+        }
+        rest = &rest[end..];
+    }
+    debug_assert!(rest.is_empty(), "our own frames decode whole");
+    out.extend_from_slice(rest);
     out
 }
 
@@ -132,6 +175,59 @@ mod tests {
             assert_eq!(i.message(&c, 1 << 20).unwrap(), data);
         }
         assert!(compress_message(&b"x".repeat(10_000)).len() < 100, "repetition compresses");
+    }
+
+    #[test]
+    fn messages_over_the_threshold_are_compressed_frames() {
+        let big = b"{\"price\": 1} ".repeat(40);
+        let mut one = Vec::new();
+        encode_message(&mut one, OpCode::Text, &big, 100);
+        let (h, n) = FrameHeader::decode(&one).unwrap().unwrap();
+        assert_eq!((h.rsv, h.opcode, h.fin), (RSV1, OpCode::Text, true));
+        assert_eq!(Inflater::new(false).message(&one[n..], 1 << 20).unwrap(), big);
+        let mut small = Vec::new();
+        encode_message(&mut small, OpCode::Text, b"hi", 100);
+        assert_eq!(small, [0x81, 2, b'h', b'i'], "under the threshold: a plain frame");
+
+        // A text frame and a binary attachment, compressed frame by frame; a small one kept.
+        let mut frames = Vec::new();
+        super::super::encode_server_frame(&mut frames, OpCode::Text, &big);
+        super::super::encode_server_frame(&mut frames, OpCode::Binary, b"tiny");
+        super::super::encode_server_frame(&mut frames, OpCode::Binary, &[9; 500]);
+        let z = compress_frames(&frames, 100);
+        let mut rest = &z[..];
+        let mut got = Vec::new();
+        while let Some((h, n)) = FrameHeader::decode(rest).unwrap() {
+            let p = &rest[n..n + h.payload_len as usize];
+            got.push(if h.rsv == RSV1 { Inflater::new(false).message(p, 1 << 20).unwrap() } else { p.to_vec() });
+            rest = &rest[n + h.payload_len as usize..];
+        }
+        assert_eq!(got, vec![big.clone(), b"tiny".to_vec(), vec![9; 500]]);
+        assert!(z.len() < frames.len() / 4);
+    }
+
+    /// Inflates with flate2's own loop, not ours: the compressor is checked against a
+    /// reader it did not write.
+    fn independent_inflate(c: &[u8], n: usize) -> Vec<u8> {
+        let mut d = Decompress::new(false);
+        let input = [c, &TAIL[..]].concat();
+        let mut out = Vec::with_capacity(n + 64);
+        d.decompress_vec(&input, &mut out, FlushDecompress::Sync).unwrap();
+        assert_eq!(d.total_in() as usize, input.len());
+        out
+    }
+
+    #[test]
+    fn every_size_and_kind_of_data_compresses_correctly() {
+        let mut x: u32 = 2463534242;
+        let mut noise = |n: usize| -> Vec<u8> { (0..n).map(|_| { x ^= x << 13; x ^= x >> 17; x ^= x << 5; x as u8 }).collect() };
+        for n in [0, 1, 100, 4095, 65535, 65536, 100_000, 300_000, 1 << 20, 3 << 20] {
+            let half: Vec<u8> = noise(n / 2).into_iter().chain(std::iter::repeat(b'a').take(n - n / 2)).collect();
+            for data in [noise(n), half, b"{\"k\":1}".iter().copied().cycle().take(n).collect()] {
+                let c = compress_message(&data);
+                assert!(independent_inflate(&c, data.len()) == data, "{n} bytes");
+            }
+        }
     }
 
     #[test]

@@ -13,8 +13,10 @@ pub enum WsError {
     Protocol(&'static str),
     /// 1007: a text message (not a close reason) is not valid UTF-8.
     InvalidUtf8,
-    /// 1009: a message is over the configured `max_message`.
+    /// 1009: a message is over the configured `max_message` (inflated, if compressed).
     MessageTooBig,
+    /// 1007: a compressed message is not DEFLATE data (RFC 7692 §8.1: fail the connection).
+    BadCompressedData,
 }
 
 impl WsError {
@@ -22,7 +24,7 @@ impl WsError {
     pub fn close_code(self) -> u16 {
         match self {
             WsError::Protocol(_) => super::close::PROTOCOL_ERROR,
-            WsError::InvalidUtf8 => super::close::INVALID_DATA,
+            WsError::InvalidUtf8 | WsError::BadCompressedData => super::close::INVALID_DATA,
             WsError::MessageTooBig => super::close::TOO_BIG,
         }
     }
@@ -34,6 +36,7 @@ impl WsError {
             WsError::Protocol(why) => why,
             WsError::InvalidUtf8 => "invalid UTF-8 in text message",
             WsError::MessageTooBig => "message too big",
+            WsError::BadCompressedData => "invalid compressed data",
         }
     }
 }
@@ -56,6 +59,7 @@ mod tests {
             (WsError::Protocol("unmasked client frame"), 1002, "unmasked client frame"),
             (WsError::InvalidUtf8, 1007, "invalid UTF-8 in text message"),
             (WsError::MessageTooBig, 1009, "message too big"),
+            (WsError::BadCompressedData, 1007, "invalid compressed data"),
         ];
         for (err, code, reason) in table {
             assert_eq!((err.close_code(), err.reason()), (code, reason), "{err:?}");

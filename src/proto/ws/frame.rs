@@ -22,6 +22,9 @@
 
 use super::error::WsError;
 
+/// RSV1 within [`FrameHeader::rsv`]: permessage-deflate's "this message is compressed".
+pub const RSV1: u8 = 0x4;
+
 /// The longest header: 2 bytes, a 64-bit length, a masking key.
 pub const MAX_HEADER_LEN: usize = 14;
 
@@ -67,8 +70,10 @@ impl OpCode {
 pub struct FrameHeader {
     /// Last fragment of a message.
     pub fin: bool,
-    /// The RSV1-3 bits (3 bits). [`FrameHeader::decode`] refuses non-zero values: no
-    /// extension is negotiated yet.
+    /// The RSV1-3 bits (3 bits). [`FrameHeader::decode`] refuses RSV2 and RSV3 (no extension
+    /// we speak defines them); RSV1 (permessage-deflate's "compressed", RFC 7692 §6) is judged
+    /// by the [`Assembler`](super::Assembler), which knows what was negotiated and where in a
+    /// message the frame falls.
     pub rsv: u8,
     pub opcode: OpCode,
     /// The masking key; every client frame has one, no server frame does.
@@ -91,7 +96,7 @@ impl FrameHeader {
         // §5.2: RSV1-3 "MUST be 0 unless an extension is negotiated that defines meanings for
         // non-zero values. If a nonzero value is received [...] the receiving endpoint MUST
         // _Fail the WebSocket Connection_."
-        if rsv != 0 {
+        if rsv & RSV1 != rsv {
             return Err(WsError::Protocol("reserved bits set"));
         }
         // §5.2: "If an unknown opcode is received, the receiving endpoint MUST _Fail the
@@ -232,6 +237,14 @@ mod tests {
     const P: fn(&'static str) -> WsError = WsError::Protocol;
 
     #[test]
+    fn rsv1_is_left_to_the_assembler() {
+        let (h, n) = FrameHeader::decode(&[0xC1, 0x80, 1, 2, 3, 4]).unwrap().unwrap();
+        assert_eq!((h.rsv, h.opcode, n), (RSV1, OpCode::Text, 6));
+        let (h, _) = FrameHeader::decode(&[0xC9, 0x80, 1, 2, 3, 4]).unwrap().unwrap();
+        assert_eq!((h.rsv, h.opcode), (RSV1, OpCode::Ping), "even on a control frame: the assembler refuses it");
+    }
+
+    #[test]
     fn decode_errors() {
         // (name, header bytes, the error). Each input is complete enough to be judged.
         let table: &[(&str, &[u8], WsError)] = &[
@@ -246,10 +259,10 @@ mod tests {
             ("opcode E", &[0x8E, 0x80, 1, 2, 3, 4], P("reserved opcode")),
             ("opcode F", &[0x8F, 0x80, 1, 2, 3, 4], P("reserved opcode")),
             ("opcode 3 without fin", &[0x03, 0x80], P("reserved opcode")),
-            ("rsv1", &[0xC1, 0x80, 1, 2, 3, 4], P("reserved bits set")),
             ("rsv2", &[0xA1, 0x80, 1, 2, 3, 4], P("reserved bits set")),
             ("rsv3", &[0x91, 0x80, 1, 2, 3, 4], P("reserved bits set")),
             ("rsv on ping", &[0xF9, 0x80], P("reserved bits set")),
+            ("rsv1 and rsv3", &[0xD1, 0x80, 1, 2, 3, 4], P("reserved bits set")),
             ("16-bit length 0", &[0x82, 0xFE, 0, 0, 1, 2, 3, 4], P("non-minimal 16-bit payload length")),
             ("16-bit length 125", &[0x82, 0xFE, 0, 125, 1, 2, 3, 4], P("non-minimal 16-bit payload length")),
             ("16-bit length 125, unmasked", &[0x82, 0x7E, 0, 125], P("non-minimal 16-bit payload length")),

@@ -3,6 +3,7 @@
 
 use base64::Engine;
 
+use super::extensions::{self, Deflate};
 use crate::proto::http1::{Method, RequestHead, Response};
 
 /// RFC 6455 §1.3: the GUID appended to the client's key before hashing.
@@ -53,11 +54,12 @@ pub struct Accepted {
     pub accept: String,
     /// The subprotocol chosen, if the client offered one the route speaks.
     pub protocol: Option<&'static str>,
+    /// permessage-deflate, if offered acceptably and compression is on.
+    pub deflate: Option<Deflate>,
 }
 
 impl Accepted {
-    /// `101 Switching Protocols` with the handshake headers. No extension is accepted
-    /// (permessage-deflate comes later), so none is named.
+    /// `101 Switching Protocols` with the handshake headers, naming the extension agreed.
     pub fn response(&self) -> Response {
         let mut r = Response::empty(101)
             .header("Upgrade", "websocket")
@@ -65,6 +67,9 @@ impl Accepted {
             .header("Sec-WebSocket-Accept", self.accept.clone());
         if let Some(p) = self.protocol {
             r = r.header("Sec-WebSocket-Protocol", p);
+        }
+        if let Some(d) = self.deflate {
+            r = r.header("Sec-WebSocket-Extensions", d.response());
         }
         r
     }
@@ -77,8 +82,9 @@ pub fn wants_upgrade(head: &RequestHead) -> bool {
 
 /// Validates an upgrade request. `protocols`: the subprotocols the route speaks, in the
 /// route's order of preference is not used: the first one *the client* offers that the route
-/// speaks wins. `allowed_origins`: empty means any.
-pub fn accept(head: &RequestHead, protocols: &[&'static str], allowed_origins: &[String]) -> Result<Accepted, HandshakeError> {
+/// speaks wins. `allowed_origins`: empty means any. `compression`: whether
+/// permessage-deflate may be agreed (`--ws-compression`).
+pub fn accept(head: &RequestHead, protocols: &[&'static str], allowed_origins: &[String], compression: bool) -> Result<Accepted, HandshakeError> {
     // §4.2.1 item 3 and 4: `Upgrade: websocket` and a Connection list containing `Upgrade`.
     if !wants_upgrade(head) || !head.header_has_token("connection", "upgrade") {
         return Err(HandshakeError::NotUpgrade);
@@ -107,7 +113,19 @@ pub fn accept(head: &RequestHead, protocols: &[&'static str], allowed_origins: &
         .flat_map(|(_, v)| v.split(|&b| b == b','))
         .map(<[u8]>::trim_ascii)
         .find_map(|offered| protocols.iter().copied().find(|p| p.as_bytes() == offered));
-    Ok(Accepted { accept: accept_key(key), protocol })
+    let deflate = if compression { offered_deflate(head) } else { None };
+    Ok(Accepted { accept: accept_key(key), protocol, deflate })
+}
+
+/// The permessage-deflate offer we accept from the request's `Sec-WebSocket-Extensions`
+/// headers (a header that breaks the grammar, or values that are not text, offer nothing).
+fn offered_deflate(head: &RequestHead) -> Option<Deflate> {
+    let values: Option<Vec<&str>> = head
+        .headers()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("sec-websocket-extensions"))
+        .map(|(_, v)| std::str::from_utf8(v).ok())
+        .collect();
+    extensions::negotiate(&extensions::parse(&values?)?)
 }
 
 /// §4.2.2 item 5.4: base64(SHA-1(key ++ GUID)).
@@ -135,7 +153,7 @@ Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
     fn rfc_example_key() {
         // RFC 6455 §1.3's worked example.
         assert_eq!(accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
-        let a = accept(&head(OK), &[], &[]).unwrap();
+        let a = accept(&head(OK), &[], &[], false).unwrap();
         assert_eq!(a.accept, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
         assert_eq!(a.protocol, None);
     }
@@ -151,19 +169,34 @@ Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
             ("Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: !!!\r\n", HandshakeError::BadKey),
         ];
         for (extra, want) in table {
-            assert_eq!(accept(&head(extra), &[], &[]).unwrap_err(), *want, "{extra:?}");
+            assert_eq!(accept(&head(extra), &[], &[], false).unwrap_err(), *want, "{extra:?}");
         }
+    }
+
+    #[test]
+    fn permessage_deflate_is_answered_when_offered_and_on() {
+        let h = head(&format!("{OK}Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"));
+        let a = accept(&h, &[], &[], true).unwrap();
+        assert_eq!(a.deflate, Some(Deflate { client_no_context_takeover: false }));
+        let ext = |a: &Accepted| a.response().headers.iter().find(|(n, _)| *n == "Sec-WebSocket-Extensions").map(|(_, v)| v.to_string());
+        assert_eq!(ext(&a).as_deref(), Some("permessage-deflate; server_no_context_takeover"));
+        assert_eq!(accept(&h, &[], &[], false).unwrap().deflate, None, "--ws-compression off");
+        let a = accept(&head(OK), &[], &[], true).unwrap();
+        assert_eq!(a.deflate, None, "not offered");
+        assert_eq!(ext(&a), None, "nothing named");
+        let h = head(&format!("{OK}Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits=9\r\n"));
+        assert_eq!(accept(&h, &[], &[], true).unwrap().deflate, None, "an offer we cannot meet is declined");
     }
 
     #[test]
     fn origin_and_protocol() {
         let allowed = vec!["https://good.example".to_string()];
         let h = head(&format!("{OK}Origin: https://evil.example\r\n"));
-        assert_eq!(accept(&h, &[], &allowed).unwrap_err(), HandshakeError::ForbiddenOrigin);
+        assert_eq!(accept(&h, &[], &allowed, false).unwrap_err(), HandshakeError::ForbiddenOrigin);
         let h = head(&format!("{OK}Origin: https://good.example\r\n"));
-        assert!(accept(&h, &[], &allowed).is_ok());
+        assert!(accept(&h, &[], &allowed, false).is_ok());
         let h = head(&format!("{OK}Sec-WebSocket-Protocol: mqtt, chat\r\nSec-WebSocket-Protocol: json\r\n"));
-        assert_eq!(accept(&h, &["json", "chat"], &[]).unwrap().protocol, Some("chat"));
-        assert_eq!(accept(&h, &["xml"], &[]).unwrap().protocol, None);
+        assert_eq!(accept(&h, &["json", "chat"], &[], false).unwrap().protocol, Some("chat"));
+        assert_eq!(accept(&h, &["xml"], &[], false).unwrap().protocol, None);
     }
 }
