@@ -67,6 +67,9 @@ pub struct Config {
     /// Largest WebSocket message (all fragments together). Past it: close 1009, decided from
     /// the frame header before the payload is buffered.
     pub max_message_bytes: usize,
+    /// `--tls-cert` and `--tls-key`: the listener speaks HTTPS and WSS.
+    pub tls_cert: Option<std::path::PathBuf>,
+    pub tls_key: Option<std::path::PathBuf>,
     /// permessage-deflate (RFC 7692) is agreed with WebSocket clients that offer it.
     pub ws_compression: bool,
     /// Messages with fewer payload bytes than this go uncompressed even then: deflate gains
@@ -165,6 +168,8 @@ impl Default for Config {
             max_connections: 100_000,
             max_message_bytes: 16 * 1024 * 1024,
             ws_compression: true,
+            tls_cert: None,
+            tls_key: None,
             ws_compression_min: 256,
             ws_ping_interval: Duration::from_secs(25),
             ws_ping_timeout: Duration::from_secs(20),

@@ -23,6 +23,7 @@ pub mod hub;
 pub mod net;
 pub mod proto;
 pub mod sio;
+pub mod tls;
 
 pub use config::Config;
 pub use net::Server;

@@ -19,6 +19,9 @@ Options:
                              (the kernel spreads connections over them)
   --node-id ID               this process's name in /stats and /healthz [default: random]
   --redis URL                join a cluster through Redis: redis://[user:password@]HOST:PORT[/db]
+  --tls-cert FILE            speak HTTPS and WSS with this PEM certificate chain
+                             (leaf first); SIGHUP reloads it
+  --tls-key FILE             ...and this PEM key (PKCS#8, RSA or EC)
   --static DIR               serve files from DIR when no route matches
   --max-head-bytes N         largest request head, bytes (431 past it) [default: 16384]
   --max-headers N            most request headers (431 past it) [default: 100]
@@ -88,6 +91,7 @@ fn main() -> ExitCode {
         }
     };
     let publish_protected = config.publish_token.is_some();
+    let tls = config.tls_cert.is_some();
     if let Some(fds) = raise_fd_limit() {
         // A few descriptors go to the listener, epoll, signals and static files.
         let room = fds.saturating_sub(FD_RESERVE) as usize;
@@ -118,7 +122,8 @@ fn main() -> ExitCode {
     if !addr.ip().is_loopback() && !publish_protected {
         log::warn!("listening on {addr} without --publish-token: anyone who can reach it can publish");
     }
-    log::info!("pushwire {} listening on http://{}/", env!("CARGO_PKG_VERSION"), addr);
+    let scheme = if tls { "https" } else { "http" };
+    log::info!("pushwire {} listening on {scheme}://{}/", env!("CARGO_PKG_VERSION"), addr);
     match server.run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -172,6 +177,8 @@ fn parse_args() -> Result<Option<(Config, bool)>, lexopt::Error> {
                 explicit_max_conns = true;
             }
             Long("max-message") => c.max_message_bytes = parser.value()?.parse()?,
+            Long("tls-cert") => c.tls_cert = Some(PathBuf::from(parser.value()?)),
+            Long("tls-key") => c.tls_key = Some(PathBuf::from(parser.value()?)),
             Long("ws-compression") => {
                 c.ws_compression = match parser.value()?.string()?.as_str() {
                     "on" => true,
@@ -238,6 +245,12 @@ fn parse_args() -> Result<Option<(Config, bool)>, lexopt::Error> {
             }
             _ => return Err(arg.unexpected()),
         }
+    }
+    if c.max_output_bytes > 1 << 30 {
+        return Err("--max-output: at most 1073741824 (1 GiB)".into());
+    }
+    if c.tls_cert.is_some() != c.tls_key.is_some() {
+        return Err("--tls-cert and --tls-key go together".into());
     }
     if c.publish_token.is_none() {
         c.publish_token = std::env::var("PUSHWIRE_PUBLISH_TOKEN").ok().filter(|t| !t.is_empty());

@@ -218,7 +218,7 @@ impl App {
     /// The once-a-second jobs: the ticker demo's clock and the dashboard's figures.
     pub fn tick(&mut self, now: Instant, wall_us: u64) -> Option<Instant> {
         let mut dash = std::mem::take(&mut self.dashboard);
-        let mut ctx = self.ctx(now, wall_us, SinkRef::conn(usize::MAX, 0));
+        let mut ctx = self.ctx(now, wall_us, SinkRef::conn(u32::MAX, 0));
         let clock = demos::tick(&mut ctx);
         let figures = dashboard::tick(&mut dash, &mut ctx);
         self.dashboard = dash;

@@ -52,8 +52,8 @@ pub struct SinkRef {
 }
 
 impl SinkRef {
-    pub fn conn(token: usize, id: u64) -> SinkRef {
-        SinkRef { kind: SinkKind::Conn, slot: token as u32, id }
+    pub fn conn(token: u32, id: u64) -> SinkRef {
+        SinkRef { kind: SinkKind::Conn, slot: token, id }
     }
 
     pub fn session(slot: usize, id: u64) -> SinkRef {
@@ -501,7 +501,7 @@ mod tests {
     }
 
     fn sub(token: usize) -> Subscriber {
-        Subscriber { sink: SinkRef::conn(token, token as u64), encoding: Encoding::Sse, after: 0 }
+        Subscriber { sink: SinkRef::conn(token as u32, token as u64), encoding: Encoding::Sse, after: 0 }
     }
 
     #[test]

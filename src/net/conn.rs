@@ -138,7 +138,8 @@ pub enum Expiry {
 pub struct Conn {
     pub sock: TcpStream,
     /// The slab key (mio token) of this connection.
-    pub token: usize,
+    /// (u32, as the hub's sink slots are: it shares a word with the socket.)
+    pub token: u32,
     /// Unique for the process's life; timers carry it so a reused slab slot is never confused.
     pub id: u64,
     /// Input not yet used by the transport (a partial head or frame). Empty, without
@@ -178,12 +179,16 @@ pub struct Conn {
     /// round (which one an answer is for: a long-poll's successor must not take its
     /// predecessor's; one byte, as it fits in the struct's padding).
     pub requests: u8,
+    /// The TLS session, on a `--tls-cert` listener (boxed: a plain connection pays a
+    /// pointer; rustls's state is a few KiB).
+    pub tls: Option<Box<super::wire::Tls>>,
 }
 
 impl Conn {
-    pub fn new(sock: TcpStream, token: usize, id: u64, reader: RequestReader, now: Instant) -> Conn {
+    pub fn new(sock: TcpStream, token: u32, id: u64, reader: RequestReader, now: Instant) -> Conn {
         Conn {
             sock,
+            tls: None,
             token,
             id,
             inbuf: Vec::new(),
@@ -211,7 +216,7 @@ impl Conn {
     pub fn wake(&mut self, pending: &mut std::collections::VecDeque<mio::Token>) {
         if !self.pending {
             self.pending = true;
-            pending.push_back(mio::Token(self.token));
+            pending.push_back(mio::Token(self.token as usize));
         }
     }
 

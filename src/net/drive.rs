@@ -11,7 +11,7 @@ use mio::{Interest, Poll, Token};
 use super::conn::{Conn, Life, Transport, LINGER};
 use super::http::{self, Env, Stop};
 use super::outbuf::Flush;
-use super::ws;
+use super::{wire, ws};
 
 /// A streamed file is read in pieces of this size, whenever the output queue is below it.
 const FILE_CHUNK: usize = 64 * 1024;
@@ -34,7 +34,7 @@ pub fn drive_conn(conn: &mut Conn, scratch: &mut [u8], env: &mut Env<'_>) -> boo
     // the transports keep); a client that keeps its socket full waits on the pending list.
     let mut took = 0;
     while conn.read_ready && !conn.stalled && conn.wants_input(&env.app.config) && took < env.app.config.max_input_per_wakeup {
-        match conn.sock.read(scratch) {
+        match wire::read(&mut conn.sock, conn.tls.as_deref_mut(), scratch) {
             Ok(0) => {
                 conn.peer_eof = true;
                 conn.read_ready = false;
@@ -43,7 +43,8 @@ pub fn drive_conn(conn: &mut Conn, scratch: &mut [u8], env: &mut Env<'_>) -> boo
                 env.app.stats.bytes_in += n as u64;
                 took += n;
                 conn.last_progress = env.now;
-                if n < scratch.len() && !conn.read_closed {
+                // (Not with TLS: rustls may hold plaintext the socket no longer shows.)
+                if n < scratch.len() && !conn.read_closed && conn.tls.is_none() {
                     // A short read drained the socket buffer. Data or a FIN arriving after
                     // this raises a new edge, so reading again now would only cost an EAGAIN.
                     // (Unless the FIN already came with this data: then read on to the EOF.)
@@ -151,11 +152,11 @@ fn write_out(conn: &mut Conn, env: &mut Env<'_>) -> bool {
                 }
             }
         }
-        if conn.out.is_empty() {
+        if !wire::has_output(conn.tls.as_deref(), &conn.out) {
             break;
         }
         let before = conn.out.len();
-        match conn.out.write_to(&mut conn.sock, &mut env.app.stats.bytes_out) {
+        match wire::write(&mut conn.sock, conn.tls.as_deref_mut(), &mut conn.out, &mut env.app.stats.bytes_out) {
             Ok(Flush::Drained) => {
                 conn.last_progress = env.now;
                 if !conn.sending_file() || budget == 0 {
@@ -187,6 +188,13 @@ fn write_out(conn: &mut Conn, env: &mut Env<'_>) -> bool {
     if matches!(conn.life, Life::CloseAfterFlush) && conn.out.is_empty() && !conn.sending_file() {
         if conn.peer_eof {
             return false;
+        }
+        if let Some(tls) = conn.tls.as_deref_mut() {
+            match wire::close_notify(&mut conn.sock, tls) {
+                Ok(true) => {}
+                Ok(false) => return true, // WRITABLE brings us back
+                Err(_) => return false,
+            }
         }
         let _ = conn.sock.shutdown(Shutdown::Write);
         conn.life = Life::Lingering { until: env.now + LINGER };
@@ -221,7 +229,7 @@ fn discard_input(conn: &mut Conn, scratch: &mut [u8], env: &mut Env<'_>) -> bool
 /// Asks for WRITABLE only while output is blocked (readiness for reading is always wanted:
 /// it also reports the peer's FIN and errors).
 pub fn update_interest(poll: &Poll, token: Token, conn: &mut Conn) -> io::Result<()> {
-    let want_write = !conn.out.is_empty();
+    let want_write = wire::has_output(conn.tls.as_deref(), &conn.out);
     if want_write != conn.write_interest {
         let interest = if want_write { Interest::READABLE | Interest::WRITABLE } else { Interest::READABLE };
         poll.registry().reregister(&mut conn.sock, token, interest)?;

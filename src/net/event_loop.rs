@@ -13,7 +13,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use mio::event::Event;
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
@@ -79,6 +79,9 @@ pub struct Server {
     pub(super) exit_now: bool,
     /// The Redis links' sockets (`--redis`).
     pub(super) redis: super::redis::RedisIo,
+    /// `--tls-cert`: the listener speaks TLS; new connections take this configuration (a
+    /// SIGHUP replaces it; open connections keep the one they started with).
+    pub(super) tls: Option<std::sync::Arc<rustls::ServerConfig>>,
 }
 
 /// Microseconds since the Unix epoch: message ids.
@@ -90,6 +93,10 @@ impl Server {
     /// Binds the listener. Signal handling is installed by [`Server::handle_signals`], so
     /// tests can run several servers in one process.
     pub fn bind(config: Config) -> io::Result<Server> {
+        let tls = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => Some(crate::tls::load(cert, key).map_err(io::Error::other)?),
+            _ => None,
+        };
         let poll = Poll::new()?;
         let mut listener = listen(config.listen, config.reuse_port)?;
         let local_addr = listener.local_addr()?;
@@ -120,6 +127,7 @@ impl Server {
             accepts_starved: false,
             exit_now: false,
             redis: Default::default(),
+            tls,
         })
     }
 
@@ -127,9 +135,9 @@ impl Server {
         self.local_addr
     }
 
-    /// SIGINT and SIGTERM start a graceful shutdown.
+    /// SIGINT and SIGTERM start a graceful shutdown; SIGHUP reloads the TLS certificate.
     pub fn handle_signals(&mut self) -> io::Result<()> {
-        let mut signals = Signals::new([SIGINT, SIGTERM])?;
+        let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])?;
         self.poll.registry().register(&mut signals, SIGNALS, Interest::READABLE)?;
         self.signals = Some(signals);
         Ok(())
@@ -219,7 +227,20 @@ impl Server {
                     }
                     self.next_id += 1;
                     let limits = reader_limits(&self.app.config);
-                    let conn = Conn::new(sock, token.0, self.next_id, RequestReader::new(limits), self.now);
+                    let mut conn = Conn::new(sock, token.0 as u32, self.next_id, RequestReader::new(limits), self.now);
+                    if let Some(cfg) = &self.tls {
+                        match rustls::ServerConnection::new(cfg.clone()) {
+                            Ok(mut tls) => {
+                                tls.set_buffer_limit(Some(super::wire::TLS_BUFFER));
+                                conn.tls = Some(Box::new(super::wire::Tls { conn: tls, closing: false }));
+                            }
+                            Err(e) => {
+                                log::warn!("TLS session: {e}");
+                                let _ = self.poll.registry().deregister(&mut conn.sock);
+                                continue;
+                            }
+                        }
+                    }
                     self.app.stats.accepted += 1;
                     self.app.stats.conn_opened(conn.kind());
                     entry.insert(conn);
@@ -255,7 +276,16 @@ impl Server {
     /// count as one (the loop reads them within a turn, long before a second key press).
     fn on_signal(&mut self) {
         let Some(signals) = &mut self.signals else { return };
-        let n = signals.pending().count();
+        let (mut n, mut hup) = (0, false);
+        for s in signals.pending() {
+            match s {
+                SIGHUP => hup = true,
+                _ => n += 1,
+            }
+        }
+        if hup {
+            self.reload_tls();
+        }
         if n == 0 {
             return;
         }
@@ -266,6 +296,23 @@ impl Server {
             }
         } else {
             self.exit_now = true;
+        }
+    }
+
+    /// SIGHUP: reads `--tls-cert` and `--tls-key` again. A renewed certificate serves the
+    /// next handshakes; open connections keep theirs. A file that does not load leaves the
+    /// old configuration in place (said in the log): a bad renewal never takes TLS down.
+    fn reload_tls(&mut self) {
+        let (Some(cert), Some(key)) = (&self.app.config.tls_cert, &self.app.config.tls_key) else {
+            log::info!("SIGHUP: no --tls-cert to reload");
+            return;
+        };
+        match crate::tls::load(cert, key) {
+            Ok(cfg) => {
+                self.tls = Some(cfg);
+                log::info!("SIGHUP: TLS certificate reloaded from {}", cert.display());
+            }
+            Err(e) => log::error!("SIGHUP: keeping the current certificate: {e}"),
         }
     }
 
@@ -498,7 +545,7 @@ impl Server {
         let (at, _) = conn.deadline(&self.app.config);
         if conn.timer_at.is_none_or(|t| t > at) {
             conn.timer_at = Some(at);
-            self.timers.add(at, TimerKey::Sink(SinkRef::conn(token.0, conn.id)));
+            self.timers.add(at, TimerKey::Sink(SinkRef::conn(token.0 as u32, conn.id)));
         }
     }
 

@@ -9,6 +9,7 @@ mod redis;
 pub mod outbuf;
 pub mod timers;
 mod stream;
+mod wire;
 mod ws;
 
 pub use event_loop::Server;

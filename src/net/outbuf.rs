@@ -43,10 +43,12 @@ impl Chunk {
 #[derive(Debug, Default)]
 pub struct OutBuf {
     chunks: VecDeque<Chunk>,
-    /// Bytes of the front chunk already written.
-    front_off: usize,
+    /// Bytes of the front chunk already written. (This and `len` are u32, which keeps every
+    /// connection a word smaller: a queue stays far below 4 GiB, as `--max-output` is capped
+    /// at 1 GiB and input stops while output waits.)
+    front_off: u32,
     /// Unwritten bytes in total.
-    len: usize,
+    len: u32,
 }
 
 /// What a flush achieved.
@@ -60,7 +62,7 @@ pub enum Flush {
 
 impl OutBuf {
     pub fn len(&self) -> usize {
-        self.len
+        self.len as usize
     }
 
     pub fn is_empty(&self) -> bool {
@@ -71,7 +73,7 @@ impl OutBuf {
     /// many tiny shared messages holds a queue entry per message (or run), not only their
     /// bytes.
     pub fn footprint(&self) -> usize {
-        self.len + self.chunks.len() * std::mem::size_of::<Chunk>()
+        self.len as usize + self.chunks.len() * std::mem::size_of::<Chunk>()
     }
 
     /// Appends by formatting into the owned tail chunk (e.g. `write_head`).
@@ -85,7 +87,7 @@ impl OutBuf {
         let Some(Chunk::Owned(v)) = self.chunks.back_mut() else { unreachable!() };
         let before = v.len();
         f(v);
-        self.len += v.len() - before;
+        self.len += (v.len() - before) as u32;
     }
 
     pub fn extend(&mut self, bytes: &[u8]) {
@@ -99,7 +101,7 @@ impl OutBuf {
     /// only copy is the kernel's, from the shared bytes into each socket, within `writev`.
     pub fn push_shared(&mut self, bytes: Rc<[u8]>) {
         if !bytes.is_empty() {
-            self.len += bytes.len();
+            self.len += bytes.len() as u32;
             self.chunks.push_back(Chunk::Shared(bytes));
         }
     }
@@ -108,7 +110,7 @@ impl OutBuf {
     /// a copy into a fresh owned chunk would cost an allocation each).
     pub fn push_static(&mut self, bytes: &'static [u8]) {
         if !bytes.is_empty() {
-            self.len += bytes.len();
+            self.len += bytes.len() as u32;
             self.chunks.push_back(Chunk::Static(bytes));
         }
     }
@@ -117,7 +119,7 @@ impl OutBuf {
         if bytes.len() <= COALESCE_MAX {
             self.extend(&bytes);
         } else {
-            self.len += bytes.len();
+            self.len += bytes.len() as u32;
             self.chunks.push_back(Chunk::Owned(bytes));
         }
     }
@@ -127,7 +129,7 @@ impl OutBuf {
             Body::Empty => {}
             Body::Static(s) if s.len() <= COALESCE_MAX => self.extend(s),
             Body::Static(s) => {
-                self.len += s.len();
+                self.len += s.len() as u32;
                 self.chunks.push_back(Chunk::Static(s));
             }
             Body::Owned(v) => self.push_owned(v),
@@ -142,7 +144,7 @@ impl OutBuf {
         self.chunks.truncate(keep);
         // The queue of a cut-off subscriber may have grown large: give it back now.
         self.chunks.shrink_to_fit();
-        self.len = self.chunks.front().map_or(0, |c| c.bytes().len() - self.front_off);
+        self.len = self.chunks.front().map_or(0, |c| (c.bytes().len() - self.front_off as usize) as u32);
         if keep == 0 {
             self.front_off = 0;
         }
@@ -157,7 +159,7 @@ impl OutBuf {
             let mut n_iov = 0;
             let mut offered = 0;
             for (i, c) in self.chunks.iter().take(MAX_IOV).enumerate() {
-                let b = if i == 0 { &c.bytes()[self.front_off..] } else { c.bytes() };
+                let b = if i == 0 { &c.bytes()[self.front_off as usize..] } else { c.bytes() };
                 iov[n_iov] = IoSlice::new(b);
                 n_iov += 1;
                 offered += b.len();
@@ -186,15 +188,15 @@ impl OutBuf {
     }
 
     fn consume(&mut self, mut n: usize) {
-        self.len -= n;
+        self.len -= n as u32;
         while n > 0 {
-            let front_len = self.chunks.front().map_or(0, |c| c.bytes().len()) - self.front_off;
+            let front_len = self.chunks.front().map_or(0, |c| c.bytes().len()) - self.front_off as usize;
             if n >= front_len {
                 n -= front_len;
                 self.chunks.pop_front();
                 self.front_off = 0;
             } else {
-                self.front_off += n;
+                self.front_off += n as u32;
                 n = 0;
             }
         }

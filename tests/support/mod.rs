@@ -61,7 +61,7 @@ impl Server {
             // Keep draining stderr so the server never blocks on a full pipe.
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                if let Some(rest) = line.split("listening on http://").nth(1) {
+                if let Some(rest) = line.split("listening on http://").nth(1).or_else(|| line.split("listening on https://").nth(1)) {
                     let _ = tx.send(rest.trim_end_matches('/').to_string());
                 }
                 let mut l = log2.lock().unwrap();
