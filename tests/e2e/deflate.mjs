@@ -17,11 +17,18 @@ function payload(n, binary) {
     for (let i = 0; i < n; i++) { x ^= x << 13; x ^= x >>> 17; x ^= x << 5; b[i] = x & 0xff; }
     return b;
   }
-  // Whole characters only (a cut one would be invalid UTF-8), padded to exactly n bytes.
-  let s = '';
-  for (let i = 0; Buffer.byteLength(s) < n; i++) s += `{"seq":${i},"v":"ünï ${i % 97}"},`;
-  while (Buffer.byteLength(s) > n) s = s.slice(0, -1);
-  return Buffer.from(s + 'x'.repeat(n - Buffer.byteLength(s)));
+  // Whole pieces only (a cut character would be invalid UTF-8), padded to exactly n bytes;
+  // lengths counted as the pieces go (re-measuring the growing string is quadratic).
+  const parts = [];
+  let len = 0;
+  for (let i = 0; ; i++) {
+    const piece = Buffer.from(`{"seq":${i},"v":"ünï ${i % 97}"},`);
+    if (len + piece.length > n) break;
+    parts.push(piece);
+    len += piece.length;
+  }
+  parts.push(Buffer.alloc(n - len, 'x'));
+  return Buffer.concat(parts);
 }
 
 function open(url, perMessageDeflate) {
