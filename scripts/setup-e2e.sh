@@ -11,6 +11,7 @@ need=()
 [ -x /usr/bin/chromium ] || need+=(chromium)
 command -v ss >/dev/null || need+=(iproute2)
 command -v redis-server >/dev/null || need+=(redis-server)
+command -v openssl >/dev/null || need+=(openssl)   # the HTTPS page test makes its certificate
 if [ ${#need[@]} -gt 0 ]; then
   $sudo apt-get install -y -qq "${need[@]}" >/dev/null 2>&1 || { $sudo apt-get update -qq && $sudo apt-get install -y -qq "${need[@]}" >/dev/null; }
 fi

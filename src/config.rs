@@ -7,10 +7,19 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// One listening socket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Listen {
+    pub addr: SocketAddr,
+    /// Speaks HTTPS and WSS (with `--tls-cert`).
+    pub tls: bool,
+}
+
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// Where to listen. Default `127.0.0.1:8000`: loopback, so a first run exposes nothing.
-    pub listen: SocketAddr,
+    /// Where to listen: one listener or several, each plain or TLS (`--listen` repeated).
+    /// Default `127.0.0.1:8000`, plain: loopback, so a first run exposes nothing.
+    pub listen: Vec<Listen>,
     /// `SO_REUSEPORT`: several processes listen on the same port and the kernel spreads
     /// connections over them — the way to use more than one core (joined by Redis, later).
     pub reuse_port: bool,
@@ -147,7 +156,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            listen: SocketAddr::from(([127, 0, 0, 1], 8000)),
+            listen: vec![Listen { addr: SocketAddr::from(([127, 0, 0, 1], 8000)), tls: false }],
             reuse_port: false,
             node_id: crate::sio::server::random_node_id(),
             redis: None,

@@ -14,7 +14,9 @@ Usage: pushwire [OPTIONS]
 
 Options:
   --listen ADDR:PORT         address to listen on [default: 127.0.0.1:8000; the PORT and
-                             HOST environment variables set port and address when absent]
+                             HOST environment variables set port and address when absent];
+                             repeatable; https://ADDR:PORT or http://ADDR:PORT says which
+                             speaks TLS (a bare address does when --tls-cert is given)
   --reuse-port               SO_REUSEPORT: several pushwire processes share the port
                              (the kernel spreads connections over them)
   --node-id ID               this process's name in /stats and /healthz [default: random]
@@ -91,7 +93,6 @@ fn main() -> ExitCode {
         }
     };
     let publish_protected = config.publish_token.is_some();
-    let tls = config.tls_cert.is_some();
     if let Some(fds) = raise_fd_limit() {
         // A few descriptors go to the listener, epoll, signals and static files.
         let room = fds.saturating_sub(FD_RESERVE) as usize;
@@ -118,12 +119,13 @@ fn main() -> ExitCode {
         log::error!("cannot install signal handlers: {e}");
         return ExitCode::FAILURE;
     }
-    let addr = server.local_addr();
-    if !addr.ip().is_loopback() && !publish_protected {
-        log::warn!("listening on {addr} without --publish-token: anyone who can reach it can publish");
+    for (addr, tls) in server.listening() {
+        if !addr.ip().is_loopback() && !publish_protected {
+            log::warn!("listening on {addr} without --publish-token: anyone who can reach it can publish");
+        }
+        let scheme = if tls { "https" } else { "http" };
+        log::info!("pushwire {} listening on {scheme}://{}/", env!("CARGO_PKG_VERSION"), addr);
     }
-    let scheme = if tls { "https" } else { "http" };
-    log::info!("pushwire {} listening on {scheme}://{}/", env!("CARGO_PKG_VERSION"), addr);
     match server.run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -140,12 +142,22 @@ const FD_RESERVE: u64 = 64;
 fn parse_args() -> Result<Option<(Config, bool)>, lexopt::Error> {
     use lexopt::prelude::*;
     let mut c = Config::default();
-    let mut listen: Option<SocketAddr> = None;
+    // Each --listen, with its scheme if it was written (`https://`, `http://`).
+    let mut listen: Vec<(SocketAddr, Option<bool>)> = Vec::new();
     let mut explicit_max_conns = false;
     let mut parser = lexopt::Parser::from_env();
     while let Some(arg) = parser.next()? {
         match arg {
-            Long("listen") => listen = Some(parser.value()?.parse()?),
+            Long("listen") => {
+                let v = parser.value()?.string()?;
+                let (tls, addr) = match (v.strip_prefix("https://"), v.strip_prefix("http://")) {
+                    (Some(a), _) => (Some(true), a),
+                    (_, Some(a)) => (Some(false), a),
+                    _ => (None, v.as_str()),
+                };
+                let addr = addr.trim_end_matches('/').parse().map_err(|e| format!("--listen {v:?}: {e}"))?;
+                listen.push((addr, tls));
+            }
             Long("reuse-port") => c.reuse_port = true,
             Long("node-id") => {
                 let id = parser.value()?.string()?;
@@ -264,22 +276,34 @@ fn parse_args() -> Result<Option<(Config, bool)>, lexopt::Error> {
     if c.sse_retry > Duration::from_secs(MAX_SECS as u64) {
         return Err("--sse-retry: at most 1e12 milliseconds".into());
     }
-    c.listen = match listen {
-        Some(a) => a,
-        None => {
-            // Hosting platforms pass the port (and sometimes the address) in the environment.
-            let port = match std::env::var("PORT") {
-                Ok(p) => p.parse().map_err(|_| lexopt::Error::from(format!("PORT={p:?} is not a port number")))?,
-                Err(_) => c.listen.port(),
-            };
-            let host: IpAddr = match std::env::var("HOST") {
-                Ok(h) => h.parse().map_err(|_| lexopt::Error::from(format!("HOST={h:?} is not an IP address")))?,
-                Err(_) => c.listen.ip(),
-            };
-            SocketAddr::new(host, port)
-        }
-    };
+    let tls = c.tls_cert.is_some();
+    if let Some((a, _)) = listen.iter().find(|(_, t)| *t == Some(true) && !tls) {
+        return Err(format!("--listen https://{a}: needs --tls-cert and --tls-key").into());
+    }
+    if listen.len() > pushwire::net::MAX_LISTENERS {
+        return Err(format!("--listen: at most {} listeners", pushwire::net::MAX_LISTENERS).into());
+    }
+    let default = c.listen[0].addr;
+    // A bare address speaks TLS when there is a certificate.
+    c.listen = listen.iter().map(|&(addr, t)| pushwire::config::Listen { addr, tls: t.unwrap_or(tls) }).collect();
+    if c.listen.is_empty() {
+        c.listen = vec![pushwire::config::Listen { addr: env_listen(default)?, tls }];
+    }
     Ok(Some((c, explicit_max_conns)))
+}
+
+/// The address when no --listen is given: hosting platforms pass the port (and sometimes
+/// the address) in the environment.
+fn env_listen(default: SocketAddr) -> Result<SocketAddr, lexopt::Error> {
+    let port = match std::env::var("PORT") {
+        Ok(p) => p.parse().map_err(|_| lexopt::Error::from(format!("PORT={p:?} is not a port number")))?,
+        Err(_) => default.port(),
+    };
+    let host: IpAddr = match std::env::var("HOST") {
+        Ok(h) => h.parse().map_err(|_| lexopt::Error::from(format!("HOST={h:?} is not an IP address")))?,
+        Err(_) => default.ip(),
+    };
+    Ok(SocketAddr::new(host, port))
 }
 
 /// The longest duration any option takes: about 31 years. Deadlines are `now + duration`

@@ -11,6 +11,25 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::ServerConfig;
 
+/// Refuses a chain whose certificate has expired or is not valid yet: serving it would fail
+/// every handshake, and the operator should hear it now, not from their users. Checked with
+/// rustls's own verifier, taking the chain's last certificate as the anchor (the chain is
+/// what we serve, not what clients trust: only the dates can be judged here, so any other
+/// verdict, such as a self-signed CA used as the leaf, is left to the clients).
+fn check_dates(chain: &[CertificateDer<'_>]) -> Result<(), String> {
+    let leaf = webpki::EndEntityCert::try_from(&chain[0]).map_err(|e| format!("not a certificate: {e}"))?;
+    let last = chain.last().expect("not empty");
+    let Ok(anchor) = webpki::anchor_from_trusted_cert(last) else { return Ok(()) };
+    let now = rustls::pki_types::UnixTime::now();
+    let anchors = [anchor];
+    let verdict = leaf.verify_for_usage(webpki::ALL_VERIFICATION_ALGS, &anchors, &chain[1..], now, webpki::KeyUsage::server_auth(), None, None);
+    match verdict.map(|_| ()) {
+        Err(webpki::Error::CertExpired { .. }) => Err("the certificate has expired".into()),
+        Err(webpki::Error::CertNotValidYet { .. }) => Err("the certificate is not valid yet".into()),
+        _ => Ok(()),
+    }
+}
+
 /// Reads the certificate chain and key and builds the server configuration.
 pub fn load(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, String> {
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
@@ -20,6 +39,7 @@ pub fn load(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, String> {
     if chain.is_empty() {
         return Err(format!("--tls-cert {}: no CERTIFICATE in the file", cert.display()));
     }
+    check_dates(&chain).map_err(|e| format!("--tls-cert {}: {e}", cert.display()))?;
     let key = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("--tls-key {}: {e}", key.display()))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = ServerConfig::builder_with_provider(provider)

@@ -31,14 +31,24 @@ impl Pki {
     }
 
     /// A new CA and leaf, written to `cert` and `key` in the directory.
-    fn issue(mut self, cert: &str, key: &str) -> Pki {
+    fn issue(self, cert: &str, key: &str) -> Pki {
+        self.issue_dated(cert, key, None)
+    }
+
+    /// ... with the leaf valid from and until the given years, if given.
+    fn issue_dated(mut self, cert: &str, key: &str, years: Option<(i32, i32)>) -> Pki {
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         ca_params.distinguished_name.push(DnType::CommonName, "pushwire test CA");
         let ca_key = KeyPair::generate().unwrap();
         let ca = ca_params.self_signed(&ca_key).unwrap();
         let leaf_key = KeyPair::generate().unwrap();
-        let leaf = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap().signed_by(&leaf_key, &ca, &ca_key).unwrap();
+        let mut leaf_params = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+        if let Some((from, until)) = years {
+            leaf_params.not_before = rcgen::date_time_ymd(from, 1, 1);
+            leaf_params.not_after = rcgen::date_time_ymd(until, 1, 1);
+        }
+        let leaf = leaf_params.signed_by(&leaf_key, &ca, &ca_key).unwrap();
         std::fs::write(self.dir.join(cert), leaf.pem()).unwrap();
         std::fs::write(self.dir.join(key), leaf_key.serialize_pem()).unwrap();
         std::fs::write(self.dir.join("ca.pem"), ca.pem()).unwrap();
@@ -240,6 +250,17 @@ fn bad_certificates_are_refused_at_start_with_a_clear_message() {
     assert!(e.contains("--tls-key"), "{e}");
     let e = start_fails(&["--tls-cert", &cert]);
     assert!(e.contains("--tls-cert and --tls-key go together"), "{e}");
+    // Expired, and not valid yet.
+    let pki = pki.issue_dated("old.pem", "old-key.pem", Some((2019, 2021))).issue_dated("future.pem", "future-key.pem", Some((2090, 2095)));
+    let e = start_fails(&["--tls-cert", &pki.path("old.pem"), "--tls-key", &pki.path("old-key.pem")]);
+    assert!(e.contains("old.pem: the certificate has expired"), "{e}");
+    let e = start_fails(&["--tls-cert", &pki.path("future.pem"), "--tls-key", &pki.path("future-key.pem")]);
+    assert!(e.contains("future.pem: the certificate is not valid yet"), "{e}");
+    // A self-signed certificate (leaf and CA in one, as `openssl req -x509` makes) starts.
+    let selfsigned = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    std::fs::write(pki.dir.join("self.pem"), selfsigned.cert.pem()).unwrap();
+    std::fs::write(pki.dir.join("self-key.pem"), selfsigned.key_pair.serialize_pem()).unwrap();
+    drop(Server::start(&["--tls-cert", &pki.path("self.pem"), "--tls-key", &pki.path("self-key.pem")]));
 }
 
 #[test]
@@ -275,4 +296,56 @@ fn wait_for_log(server: &Server, what: &str) {
         assert!(t0.elapsed() < Duration::from_secs(5), "no {what:?} in the log:\n{}", server.log());
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+#[test]
+fn a_plain_listener_beside_the_tls_one() {
+    let pki = Pki::new("two");
+    // The harness's bare --listen speaks TLS (a certificate is given); the second is plain.
+    let server = pki.start(&["--listen", "http://127.0.0.1:0"]);
+    wait_for_log(&server, "listening on http://");
+    let log = server.log();
+    let plain: std::net::SocketAddr = log.split("listening on http://").nth(1).expect("a plain listener in the log").split('/').next().unwrap().parse().unwrap();
+    assert_ne!(plain, server.addr);
+    assert!(log.contains(&format!("listening on https://{}/", server.addr)), "{log}");
+    // An SSE subscriber over TLS, a publisher over plain HTTP on the loopback listener.
+    let mut sub = pki.connect(&server, BOTH);
+    sub.write_all(b"GET /channels/mixed HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n\r\n").unwrap();
+    let mut seen = Vec::new();
+    while !seen.ends_with(b"\r\n\r\n") {
+        let mut b = [0u8; 1];
+        sub.read_exact(&mut b).unwrap();
+        seen.push(b[0]);
+    }
+    let t0 = Instant::now();
+    loop {
+        let mut p = TcpStream::connect(plain).unwrap();
+        p.write_all(b"POST /channels/mixed HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi").unwrap();
+        let (head, body) = response(&mut p);
+        assert!(head.starts_with("HTTP/1.1 202"), "{head}");
+        if String::from_utf8_lossy(&body).contains("\"subscribers\":1") {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(5));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut got = Vec::new();
+    while !String::from_utf8_lossy(&got).contains("data: hi\n\n") {
+        let mut buf = [0u8; 1024];
+        let n = sub.read(&mut buf).unwrap();
+        assert!(n > 0);
+        got.extend_from_slice(&buf[..n]);
+    }
+    // TLS on the plain listener fails; the plain one answers plain HTTP.
+    let sock = TcpStream::connect(plain).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let conn = ClientConnection::new(pki.client_config(BOTH), ServerName::try_from("localhost").unwrap()).unwrap();
+    let mut s = StreamOwned::new(conn, sock);
+    assert!(s.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n").and_then(|_| s.read(&mut [0u8; 1])).is_err());
+}
+
+#[test]
+fn https_listen_needs_a_certificate() {
+    let e = start_fails(&["--listen", "https://127.0.0.1:0"]);
+    assert!(e.contains("needs --tls-cert and --tls-key"), "{e}");
 }

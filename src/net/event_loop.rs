@@ -31,7 +31,21 @@ use crate::sio::server::Route;
 use crate::sio::session::CloseReason;
 use crate::proto::http1::{DateCache, RequestReader};
 
-const LISTENER: Token = Token(usize::MAX - 1);
+/// Listener `i` (`--listen`, in order) has token `LISTENERS - i`: far above any slab key.
+const LISTENERS: usize = usize::MAX - 16;
+/// Most `--listen` options.
+pub const MAX_LISTENERS: usize = 8;
+
+fn listener_index(t: Token) -> Option<usize> {
+    (t.0 <= LISTENERS && t.0 > LISTENERS - MAX_LISTENERS).then(|| LISTENERS - t.0)
+}
+
+/// A listening socket and what its connections speak.
+pub(super) struct Listener {
+    sock: TcpListener,
+    addr: SocketAddr,
+    tls: bool,
+}
 const SIGNALS: Token = Token(usize::MAX - 2);
 
 /// Size of the shared read buffer. Every read lands here first; a connection copies out only
@@ -53,7 +67,9 @@ const ACCEPT_BACKOFF: std::time::Duration = std::time::Duration::from_millis(100
 
 pub struct Server {
     pub(super) poll: Poll,
-    pub(super) listener: Option<TcpListener>,
+    /// Emptied when the drain begins.
+    pub(super) listeners: Vec<Listener>,
+    /// The first listener's address.
     pub(super) local_addr: SocketAddr,
     pub(super) signals: Option<Signals>,
     pub(super) conns: Slab<Conn>,
@@ -98,9 +114,13 @@ impl Server {
             _ => None,
         };
         let poll = Poll::new()?;
-        let mut listener = listen(config.listen, config.reuse_port)?;
-        let local_addr = listener.local_addr()?;
-        poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
+        let mut listeners = Vec::new();
+        for (i, l) in config.listen.iter().enumerate().take(MAX_LISTENERS) {
+            let mut sock = listen(l.addr, config.reuse_port).map_err(|e| io::Error::new(e.kind(), format!("listen on {}: {e}", l.addr)))?;
+            poll.registry().register(&mut sock, Token(LISTENERS - i), Interest::READABLE)?;
+            listeners.push(Listener { addr: sock.local_addr()?, sock, tls: l.tls });
+        }
+        let local_addr = listeners[0].addr;
         let now = Instant::now();
         let mut timers = Timers::default();
         if !config.stats_interval.is_zero() {
@@ -109,7 +129,7 @@ impl Server {
         let app = App::new(config, now, wall_micros())?;
         Ok(Server {
             poll,
-            listener: Some(listener),
+            listeners,
             local_addr,
             signals: None,
             conns: Slab::new(),
@@ -133,6 +153,11 @@ impl Server {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Every listener's address and whether it speaks TLS.
+    pub fn listening(&self) -> Vec<(SocketAddr, bool)> {
+        self.listeners.iter().map(|l| (l.addr, l.tls)).collect()
     }
 
     /// SIGINT and SIGTERM start a graceful shutdown; SIGHUP reloads the TLS certificate.
@@ -164,8 +189,8 @@ impl Server {
 
             for event in events.iter() {
                 match event.token() {
-                    LISTENER => self.accept(),
                     SIGNALS => self.on_signal(),
+                    t if listener_index(t).is_some() => self.accept(listener_index(t).unwrap_or(0)),
                     super::redis::REDIS_CMD | super::redis::REDIS_SUB => self.on_redis_event(event.token()),
                     token => self.on_conn_event(token, event),
                 }
@@ -203,10 +228,11 @@ impl Server {
     }
 
     /// Accepts until the backlog is empty (edge-triggered: one event may stand for many).
-    fn accept(&mut self) {
+    fn accept(&mut self, i: usize) {
         loop {
-            let Some(listener) = &self.listener else { return };
-            match listener.accept() {
+            let Some(listener) = self.listeners.get(i) else { return };
+            let tls = listener.tls;
+            match listener.sock.accept() {
                 Ok((mut sock, _peer)) => {
                     if self.accepts_starved {
                         self.accepts_starved = false;
@@ -228,7 +254,7 @@ impl Server {
                     self.next_id += 1;
                     let limits = reader_limits(&self.app.config);
                     let mut conn = Conn::new(sock, token.0 as u32, self.next_id, RequestReader::new(limits), self.now);
-                    if let Some(cfg) = &self.tls {
+                    if let Some(cfg) = self.tls.as_ref().filter(|_| tls) {
                         match rustls::ServerConnection::new(cfg.clone()) {
                             Ok(mut tls) => {
                                 tls.set_buffer_limit(Some(super::wire::TLS_BUFFER));
@@ -257,9 +283,8 @@ impl Server {
                         self.accepts_starved = true;
                         log::warn!("accept: {e}; pausing accepts, retrying every {ACCEPT_BACKOFF:?}");
                     }
-                    if let Some(mut l) = self.listener.take() {
-                        let _ = self.poll.registry().deregister(&mut l);
-                        self.listener = Some(l);
+                    for l in &mut self.listeners {
+                        let _ = self.poll.registry().deregister(&mut l.sock);
                     }
                     self.timers.add(self.now + ACCEPT_BACKOFF, TimerKey::AcceptRetry);
                     return;
@@ -322,8 +347,8 @@ impl Server {
         let end = self.now + self.app.config.drain_timeout;
         log::info!("shutting down: draining {} connections (at most {:?})", self.conns.len(), self.app.config.drain_timeout);
         self.draining = Some(end);
-        if let Some(mut l) = self.listener.take() {
-            let _ = self.poll.registry().deregister(&mut l);
+        for mut l in std::mem::take(&mut self.listeners) {
+            let _ = self.poll.registry().deregister(&mut l.sock);
         }
         self.timers.add(end, TimerKey::DrainEnd);
         // Idle keep-alive connections, event streams and held long-polls just close: their
@@ -561,9 +586,12 @@ impl Server {
                     self.timers.add(self.now + self.app.config.stats_interval, TimerKey::StatsLog);
                 }
                 TimerKey::AcceptRetry => {
-                    if let (Some(l), None) = (&mut self.listener, self.draining) {
-                        if self.poll.registry().register(l, LISTENER, Interest::READABLE).is_ok() {
-                            self.accept();
+                    if self.draining.is_none() {
+                        for i in 0..self.listeners.len() {
+                            let l = &mut self.listeners[i];
+                            if self.poll.registry().register(&mut l.sock, Token(LISTENERS - i), Interest::READABLE).is_ok() {
+                                self.accept(i);
+                            }
                         }
                     }
                 }

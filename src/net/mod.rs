@@ -12,4 +12,4 @@ mod stream;
 mod wire;
 mod ws;
 
-pub use event_loop::Server;
+pub use event_loop::{Server, MAX_LISTENERS};

@@ -27,7 +27,7 @@ export function startServer(port, extra = []) {
     let log = '';
     child.stderr.on('data', (d) => {
       log += d;
-      if (log.includes('listening on http://')) { clearTimeout(timer); resolve(child); }
+      if (/listening on https?:\/\//.test(log)) { clearTimeout(timer); resolve(child); }
     });
     child.once('exit', (code) => { clearTimeout(timer); reject(new Error(`server exited (${code}): ${log}`)); });
   });

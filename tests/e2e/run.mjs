@@ -4,7 +4,9 @@
 // Every step waits for a condition (never a fixed sleep as the assertion) and the whole run
 // is bounded. Screenshots go to target/e2e-screenshots/ (printed at the end).
 import assert from 'node:assert/strict';
-import { mkdirSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
 import { ROOT, WAIT, freePort, startServer, stopServer, step, steps, run } from './lib.mjs';
@@ -266,6 +268,40 @@ async function main() {
       ctl.abort();
       await sub;
       await page.context().close();
+    });
+
+    await step('HTTPS: the echo page over WSS and two chat pages over SSE, TLS on pushwire itself', async () => {
+      // A self-signed certificate made here (the browser is told to accept it).
+      const dir = mkdtempSync(path.join(os.tmpdir(), 'pushwire-tls-'));
+      const [cert, key] = [path.join(dir, 'cert.pem'), path.join(dir, 'key.pem')];
+      execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '2',
+        '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', key, '-out', cert], { stdio: 'ignore' });
+      const tport = await freePort();
+      const tls = await startServer(tport, ['--tls-cert', cert, '--tls-key', key]);
+      try {
+        const ctx = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 900, height: 700 } });
+        const page = await ctx.newPage();
+        page.setDefaultTimeout(WAIT);
+        await page.goto(`https://127.0.0.1:${tport}/echo.html`);
+        assert.equal(await page.evaluate(() => location.protocol), 'https:');
+        await page.click('#connect');
+        await page.locator('#state', { hasText: 'OPEN' }).waitFor();
+        await page.locator('#log li', { hasText: 'echo: count 2' }).waitFor();
+        const [a, b] = [await ctx.newPage(), await ctx.newPage()];
+        for (const [p, nick] of [[a, 'ann'], [b, 'ben']]) {
+          p.setDefaultTimeout(WAIT);
+          await p.goto(`https://127.0.0.1:${tport}/chat.html`);
+          await p.fill('#nick', nick); await p.locator('#nick').dispatchEvent('change');
+          await p.locator('#state', { hasText: 'connected' }).waitFor();
+        }
+        await a.fill('#text', 'over TLS');
+        await a.press('#text', 'Enter');
+        await b.locator('#messages li', { hasText: 'over TLS' }).waitFor();
+        await page.screenshot({ path: path.join(SHOTS, 'https-echo.png'), fullPage: true });
+        await ctx.close();
+      } finally {
+        await stopServer(tls);
+      }
     });
 
     await step('ticker: connect time and a ticking clock; the timer stops when the page goes', async () => {
