@@ -21,21 +21,11 @@ use std::time::{Duration, Instant};
 
 use mio::{Events, Interest, Poll, Token};
 
+mod common;
+use common::{cpu_seconds, env, median, pin, stop};
+
 const PORT: u16 = 9130;
 const OFFER: &str = "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n";
-
-fn env(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-fn pin(cpu: usize) {
-    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET stays within it.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
-    }
-}
 
 fn start_server(extra: &[&str]) -> Child {
     let bin = std::env::var("PUSHWIRE_BIN").unwrap_or_else(|_| "target/release/pushwire".into());
@@ -53,21 +43,6 @@ fn start_server(extra: &[&str]) -> Child {
         std::thread::sleep(Duration::from_millis(20));
     }
     child
-}
-
-fn stop(mut child: Child) {
-    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
-    let _ = child.wait();
-    std::thread::sleep(Duration::from_millis(200));
-}
-
-/// utime + stime of `pid`, in seconds.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let rest = &stat[stat.rfind(')').unwrap() + 2..];
-    let f: Vec<&str> = rest.split(' ').collect();
-    let ticks: f64 = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
-    ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
 }
 
 fn rss_kib(pid: u32) -> u64 {
@@ -279,11 +254,6 @@ fn idle(deflate: bool, n: usize) -> f64 {
     (after - before) as f64 * 1024.0 / n as f64
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
-}
-
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return; // `cargo test --benches` asks
@@ -307,7 +277,7 @@ fn main() {
             runs.push(f);
         }
     }
-    let mut idle_rows = vec![(false, Vec::new()), (true, Vec::new())];
+    let mut idle_rows = [(false, Vec::new()), (true, Vec::new())];
     for _ in 0..reps {
         for (deflate, v) in idle_rows.iter_mut() {
             v.push(idle(*deflate, idle_n));

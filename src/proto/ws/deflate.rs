@@ -222,7 +222,7 @@ mod tests {
         let mut x: u32 = 2463534242;
         let mut noise = |n: usize| -> Vec<u8> { (0..n).map(|_| { x ^= x << 13; x ^= x >> 17; x ^= x << 5; x as u8 }).collect() };
         for n in [0, 1, 100, 4095, 65535, 65536, 100_000, 300_000, 1 << 20, 3 << 20] {
-            let half: Vec<u8> = noise(n / 2).into_iter().chain(std::iter::repeat(b'a').take(n - n / 2)).collect();
+            let half: Vec<u8> = noise(n / 2).into_iter().chain(std::iter::repeat_n(b'a', n - n / 2)).collect();
             for data in [noise(n), half, b"{\"k\":1}".iter().copied().cycle().take(n).collect()] {
                 let c = compress_message(&data);
                 assert!(independent_inflate(&c, data.len()) == data, "{n} bytes");
