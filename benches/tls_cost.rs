@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use mio::{Events, Interest, Poll, Token};
 
 mod common;
-use common::{cpu_seconds, env, median, pin, stop};
+use common::{cpu_seconds, env, median, pin, publisher, stop};
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 
@@ -256,32 +256,7 @@ fn fanout(tls: Option<&Arc<ClientConfig>>, dir: &std::path::Path, subs: usize, d
     let stop_flag = Arc::new(AtomicBool::new(false));
     let publisher = {
         let stop_flag = stop_flag.clone();
-        std::thread::spawn(move || {
-            pin(1);
-            let mut s = TcpStream::connect(("127.0.0.1", PLAIN_PORT)).unwrap();
-            s.set_nodelay(true).unwrap();
-            let body = [b'x'; 64];
-            let mut req = format!("POST /channels/bench HTTP/1.1\r\nHost: b\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
-            req.extend_from_slice(&body);
-            let batch = req.repeat(8);
-            let mut buf = vec![0u8; 65536];
-            while !stop_flag.load(Ordering::Relaxed) {
-                if s.write_all(&batch).is_err() {
-                    return;
-                }
-                let (mut seen, mut tail) = (0, Vec::new());
-                while seen < 8 {
-                    let n = s.read(&mut buf).unwrap_or(0);
-                    if n == 0 {
-                        return;
-                    }
-                    tail.extend_from_slice(&buf[..n]);
-                    seen += tail.windows(12).filter(|w| w == b"HTTP/1.1 202").count();
-                    let keep = tail.len().saturating_sub(11);
-                    tail.drain(..keep);
-                }
-            }
-        })
+        std::thread::spawn(move || publisher(PLAIN_PORT, vec![b'x'; 64], 8, stop_flag))
     };
     let row = measure(pid, &mut clients, dur, |_, _| {});
     stop_flag.store(true, Ordering::Relaxed);

@@ -15,14 +15,14 @@
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::{Events, Interest, Poll, Token};
 
 mod common;
-use common::{cpu_seconds, env, median, pin, stop};
+use common::{cpu_seconds, env, median, pin, publisher, stop};
 
 const PORT: u16 = 9130;
 const OFFER: &str = "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n";
@@ -83,35 +83,6 @@ fn message(size: usize) -> Vec<u8> {
     s.truncate(size - 1);
     s.push(']');
     s.into_bytes()
-}
-
-/// Posts `body` to the channel, closed loop with `window` requests in flight, until `stop`.
-fn publisher(body: Vec<u8>, window: usize, stop: Arc<AtomicBool>, published: Arc<AtomicU64>) {
-    pin(1);
-    let mut s = TcpStream::connect(("127.0.0.1", PORT)).unwrap();
-    s.set_nodelay(true).unwrap();
-    let mut req = format!("POST /channels/bench HTTP/1.1\r\nHost: b\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
-    req.extend_from_slice(&body);
-    let batch = req.repeat(window);
-    let mut buf = vec![0u8; 65536];
-    while !stop.load(Ordering::Relaxed) {
-        if s.write_all(&batch).is_err() {
-            return; // the server is gone: the measurement is over
-        }
-        let mut seen = 0;
-        let mut tail = Vec::new();
-        while seen < window {
-            let n = s.read(&mut buf).unwrap_or(0);
-            if n == 0 {
-                return;
-            }
-            tail.extend_from_slice(&buf[..n]);
-            seen += tail.windows(12).filter(|w| w == b"HTTP/1.1 202").count();
-            let keep = tail.len().saturating_sub(11);
-            tail.drain(..keep);
-        }
-        published.fetch_add(window as u64, Ordering::Relaxed);
-    }
 }
 
 /// Per subscriber: where in the frame stream it is.
@@ -196,10 +167,9 @@ fn fanout(deflate: bool, subs: usize, size: usize, dur: u64) -> Fanout {
         })
         .collect();
     let stop = Arc::new(AtomicBool::new(false));
-    let published = Arc::new(AtomicU64::new(0));
     let p = {
-        let (stop, published, body) = (stop.clone(), published.clone(), message(size));
-        std::thread::spawn(move || publisher(body, 8, stop, published))
+        let (stop, body) = (stop.clone(), message(size));
+        std::thread::spawn(move || publisher(PORT, body, 8, stop))
     };
     let mut events = Events::with_capacity(1024);
     let mut buf = vec![0u8; 256 * 1024];

@@ -37,3 +37,32 @@ pub fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     v[v.len() / 2]
 }
+
+/// Posts `body` to channel `bench` on `port`, closed loop with `window` requests in flight
+/// (pipelined on one keep-alive connection), until `stop` or the server goes away.
+pub fn publisher(port: u16, body: Vec<u8>, window: usize, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    use std::io::{Read, Write};
+    pin(1);
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_nodelay(true).unwrap();
+    let mut req = format!("POST /channels/bench HTTP/1.1\r\nHost: b\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
+    req.extend_from_slice(&body);
+    let batch = req.repeat(window);
+    let mut buf = vec![0u8; 65536];
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        if s.write_all(&batch).is_err() {
+            return; // the server is gone: the measurement is over
+        }
+        let (mut seen, mut tail) = (0, Vec::new());
+        while seen < window {
+            let n = s.read(&mut buf).unwrap_or(0);
+            if n == 0 {
+                return;
+            }
+            tail.extend_from_slice(&buf[..n]);
+            seen += tail.windows(12).filter(|w| w == b"HTTP/1.1 202").count();
+            let keep = tail.len().saturating_sub(11);
+            tail.drain(..keep);
+        }
+    }
+}
