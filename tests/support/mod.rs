@@ -180,7 +180,14 @@ impl Client {
 
     fn fill(&mut self) -> usize {
         let mut tmp = [0u8; 65536];
-        match self.stream.read(&mut tmp) {
+        // A signal (a child process ending) may interrupt the read: read again.
+        let mut read = || loop {
+            match self.stream.read(&mut tmp) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                r => return r,
+            }
+        };
+        match read() {
             Ok(n) => {
                 self.buf.extend_from_slice(&tmp[..n]);
                 n
@@ -299,7 +306,14 @@ impl Client {
     /// (for multi-megabyte bodies).
     fn fill_quiet(&mut self) -> usize {
         let mut tmp = [0u8; 65536];
-        match self.stream.read(&mut tmp) {
+        // A signal (a child process ending) may interrupt the read: read again.
+        let mut read = || loop {
+            match self.stream.read(&mut tmp) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                r => return r,
+            }
+        };
+        match read() {
             Ok(n) => {
                 self.buf.extend_from_slice(&tmp[..n]);
                 n
