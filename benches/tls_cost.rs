@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use mio::{Events, Interest, Poll, Token};
 
 mod common;
-use common::{cpu_seconds, env, median, pin, publisher, stop};
+use common::{cpu_seconds, env, median, pin, publisher, stop, wait_for_ports};
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 
@@ -54,11 +54,7 @@ fn start_server(dir: &std::path::Path) -> Child {
         .stderr(Stdio::null())
         .spawn()
         .expect("start pushwire (cargo build --release first)");
-    let t0 = Instant::now();
-    while TcpStream::connect(("127.0.0.1", PLAIN_PORT)).is_err() || TcpStream::connect(("127.0.0.1", TLS_PORT)).is_err() {
-        assert!(t0.elapsed() < Duration::from_secs(10), "server did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_ports(&[PLAIN_PORT, TLS_PORT]);
     child
 }
 

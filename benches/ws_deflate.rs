@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use mio::{Events, Interest, Poll, Token};
 
 mod common;
-use common::{cpu_seconds, env, median, pin, publisher, stop};
+use common::{cpu_seconds, env, median, pin, publisher, stop, wait_for_ports};
 
 const PORT: u16 = 9130;
 const OFFER: &str = "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n";
@@ -37,11 +37,7 @@ fn start_server(extra: &[&str]) -> Child {
         .stderr(Stdio::null())
         .spawn()
         .expect("start pushwire (cargo build --release first)");
-    let t0 = Instant::now();
-    while TcpStream::connect(("127.0.0.1", PORT)).is_err() {
-        assert!(t0.elapsed() < Duration::from_secs(10), "server did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_ports(&[PORT]);
     child
 }
 

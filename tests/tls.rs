@@ -86,19 +86,50 @@ impl Pki {
 
 const BOTH: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13, &rustls::version::TLS12];
 
-/// Reads one HTTP response (head and Content-Length body) from `s`.
-fn response(s: &mut impl Read) -> (String, Vec<u8>) {
+/// Reads a response head (through its blank line) from `s`.
+fn read_head(s: &mut impl Read) -> String {
     let mut head = Vec::new();
     let mut b = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
         s.read_exact(&mut b).unwrap();
         head.push(b[0]);
     }
-    let head = String::from_utf8(head).unwrap();
+    String::from_utf8(head).unwrap()
+}
+
+/// Reads one HTTP response (head and Content-Length body) from `s`.
+fn response(s: &mut impl Read) -> (String, Vec<u8>) {
+    let head = read_head(s);
     let len: usize = head.lines().find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length: ").map(|v| v.trim().parse().unwrap())).unwrap_or(0);
     let mut body = vec![0; len];
     s.read_exact(&mut body).unwrap();
     (head, body)
+}
+
+/// Publishes with `post` (which sends one POST and reads its answer) until the answer counts
+/// one subscriber: the stream under test has been registered by then.
+fn publish_until_counted(mut post: impl FnMut() -> (String, Vec<u8>)) {
+    let t0 = Instant::now();
+    loop {
+        let (head, body) = post();
+        assert!(head.starts_with("HTTP/1.1 202"), "{head}");
+        if String::from_utf8_lossy(&body).contains("\"subscribers\":1") {
+            return;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(5), "the subscriber never counted");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Reads from `s` until what came contains `want`.
+fn read_until(s: &mut impl Read, want: &str) {
+    let mut seen = Vec::new();
+    while !String::from_utf8_lossy(&seen).contains(want) {
+        let mut buf = [0u8; 4096];
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "closed before {want:?}");
+        seen.extend_from_slice(&buf[..n]);
+    }
 }
 
 #[test]
@@ -120,32 +151,13 @@ fn https_requests_on_tls_1_3_and_1_2_with_alpn_http_1_1() {
     // A publish and an SSE subscriber over TLS.
     let mut sub = pki.connect(&server, BOTH);
     sub.write_all(b"GET /channels/t HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n\r\n").unwrap();
-    let mut head = Vec::new();
-    let mut b = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        sub.read_exact(&mut b).unwrap();
-        head.push(b[0]);
-    }
+    read_head(&mut sub);
     let mut publisher = pki.connect(&server, BOTH);
-    // Subscribed by now? The publish answer says how many got it; retry until 1.
-    let t0 = Instant::now();
-    loop {
+    publish_until_counted(|| {
         publisher.write_all(b"POST /channels/t HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\n\r\nhello").unwrap();
-        let (head, body) = response(&mut publisher);
-        assert!(head.starts_with("HTTP/1.1 202"), "{head}");
-        if String::from_utf8_lossy(&body).contains("\"subscribers\":1") {
-            break;
-        }
-        assert!(t0.elapsed() < Duration::from_secs(5), "the SSE subscriber never counted");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let mut seen = Vec::new();
-    while !String::from_utf8_lossy(&seen).contains("data: hello\n\n") {
-        let mut buf = [0u8; 4096];
-        let n = sub.read(&mut buf).unwrap();
-        assert!(n > 0);
-        seen.extend_from_slice(&buf[..n]);
-    }
+        response(&mut publisher)
+    });
+    read_until(&mut sub, "data: hello\n\n");
 }
 
 #[test]
@@ -311,31 +323,13 @@ fn a_plain_listener_beside_the_tls_one() {
     // An SSE subscriber over TLS, a publisher over plain HTTP on the loopback listener.
     let mut sub = pki.connect(&server, BOTH);
     sub.write_all(b"GET /channels/mixed HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n\r\n").unwrap();
-    let mut seen = Vec::new();
-    while !seen.ends_with(b"\r\n\r\n") {
-        let mut b = [0u8; 1];
-        sub.read_exact(&mut b).unwrap();
-        seen.push(b[0]);
-    }
-    let t0 = Instant::now();
-    loop {
+    read_head(&mut sub);
+    publish_until_counted(|| {
         let mut p = TcpStream::connect(plain).unwrap();
         p.write_all(b"POST /channels/mixed HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi").unwrap();
-        let (head, body) = response(&mut p);
-        assert!(head.starts_with("HTTP/1.1 202"), "{head}");
-        if String::from_utf8_lossy(&body).contains("\"subscribers\":1") {
-            break;
-        }
-        assert!(t0.elapsed() < Duration::from_secs(5));
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let mut got = Vec::new();
-    while !String::from_utf8_lossy(&got).contains("data: hi\n\n") {
-        let mut buf = [0u8; 1024];
-        let n = sub.read(&mut buf).unwrap();
-        assert!(n > 0);
-        got.extend_from_slice(&buf[..n]);
-    }
+        response(&mut p)
+    });
+    read_until(&mut sub, "data: hi\n\n");
     // TLS on the plain listener fails; the plain one answers plain HTTP.
     let sock = TcpStream::connect(plain).unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();

@@ -66,3 +66,12 @@ pub fn publisher(port: u16, body: Vec<u8>, window: usize, stop: std::sync::Arc<s
         }
     }
 }
+
+/// Waits (at most 10 s) until every port on 127.0.0.1 accepts connections.
+pub fn wait_for_ports(ports: &[u16]) {
+    let t0 = std::time::Instant::now();
+    while ports.iter().any(|&p| std::net::TcpStream::connect(("127.0.0.1", p)).is_err()) {
+        assert!(t0.elapsed() < std::time::Duration::from_secs(10), "server did not start");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}

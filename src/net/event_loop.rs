@@ -36,6 +36,8 @@ const LISTENERS: usize = usize::MAX - 16;
 /// Most `--listen` options.
 pub const MAX_LISTENERS: usize = 8;
 
+const SIGNALS: Token = Token(usize::MAX - 2);
+
 fn listener_index(t: Token) -> Option<usize> {
     (t.0 <= LISTENERS && t.0 > LISTENERS - MAX_LISTENERS).then(|| LISTENERS - t.0)
 }
@@ -46,7 +48,6 @@ pub(super) struct Listener {
     addr: SocketAddr,
     tls: bool,
 }
-const SIGNALS: Token = Token(usize::MAX - 2);
 
 /// Size of the shared read buffer. Every read lands here first; a connection copies out only
 /// what it cannot use yet. 64 KiB lets one read take a burst of pipelined requests.
@@ -190,9 +191,11 @@ impl Server {
             for event in events.iter() {
                 match event.token() {
                     SIGNALS => self.on_signal(),
-                    t if listener_index(t).is_some() => self.accept(listener_index(t).unwrap_or(0)),
                     super::redis::REDIS_CMD | super::redis::REDIS_SUB => self.on_redis_event(event.token()),
-                    token => self.on_conn_event(token, event),
+                    token => match listener_index(token) {
+                        Some(i) => self.accept(i),
+                        None => self.on_conn_event(token, event),
+                    },
                 }
             }
             if self.exit_now {

@@ -34,7 +34,6 @@ impl Ws {
         Ws { assembler: Assembler::new(max_message), session, ping_sent: None, last_rx: now }
     }
 
-
     /// The hub encoding of `plain` frames for this connection.
     pub fn encoding(&self, plain: Encoding) -> Encoding {
         if self.assembler.deflate().is_some() {
@@ -56,7 +55,7 @@ pub fn encoding(conn: &Conn, plain: Encoding) -> Encoding {
 /// Switches a connection that just answered 101 to WebSocket. A topic session subscribes
 /// at once and first replays the history after its `since` id.
 pub fn start(conn: &mut Conn, session: WsSession, deflate: Option<Deflate>, env: &mut Env<'_>) {
-    let data = if deflate.is_some() { Encoding::WsDataDeflate } else { Encoding::WsData };
+    let data = if deflate.is_some() { Encoding::WsData.deflated() } else { Encoding::WsData };
     if let WsSession::Topic { key, since, .. } = &session {
         let (key, since) = (key.clone(), *since);
         match since {
