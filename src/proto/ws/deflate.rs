@@ -20,7 +20,19 @@ const TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
 /// of noise came out truncated when the two were one loop): first all input with no flush,
 /// then sync flushes until the output ends with the flush's tail and the call left room.
 pub fn compress_message(data: &[u8]) -> Vec<u8> {
-    let mut c = Compress::new(Compression::fast(), false);
+    COMPRESSOR.with(|c| compress_with(&mut c.borrow_mut(), data))
+}
+
+thread_local! {
+    /// One compressor for the thread, reset before each message. A fresh `Compress` is a few
+    /// hundred KiB of zeroed tables: made per message it cost more than the compression
+    /// (fan-out to 200 compressing subscribers ran at 0.28x of plain; reset clears the same
+    /// state without the allocation).
+    static COMPRESSOR: std::cell::RefCell<Compress> = std::cell::RefCell::new(Compress::new(Compression::fast(), false));
+}
+
+fn compress_with(c: &mut Compress, data: &[u8]) -> Vec<u8> {
+    c.reset();
     let mut out = Vec::with_capacity(data.len() / 2 + 64);
     while (c.total_in() as usize) < data.len() {
         // compress_vec writes into the spare capacity only.
