@@ -126,12 +126,12 @@ pub fn ws_assembler(data: &[u8]) {
 
 /// Runs an assembler over pieces the way the loop does; returns the events and the error's
 /// close code and reason, if any, after checking the promises each event keeps.
-fn ws_run(pieces: &[&[u8]], deflate: Option<Deflate>) -> (Vec<WsEvent>, Option<(u16, &'static str)>) {
+fn ws_run(pieces: &[&[u8]], deflate: Option<Deflate>) -> (Vec<WsEvent<'static>>, Option<(u16, &'static str)>) {
     let mut a = Assembler::new(WS_MAX_MESSAGE);
     if let Some(d) = deflate {
         a.set_deflate(d);
     }
-    let (events, err) = feed_pieces(pieces, |buf| a.advance(buf));
+    let (events, err) = feed_pieces(pieces, |buf| a.advance_copy(buf));
     for (i, ev) in events.iter().enumerate() {
         match ev {
             WsEvent::Text(t) => {
@@ -148,7 +148,7 @@ fn ws_run(pieces: &[&[u8]], deflate: Option<Deflate>) -> (Vec<WsEvent>, Option<(
                 // Nothing after a close is processed.
                 assert_eq!(i, events.len() - 1, "an event after the close");
                 assert!(a.is_closed());
-                assert_eq!(a.advance(b"\x81\x80\0\0\0\0"), Ok((0, None)));
+                assert_eq!(a.advance_copy(b"\x81\x80\0\0\0\0"), Ok((0, None)));
             }
         }
     }

@@ -99,7 +99,7 @@ pub fn user_socket(ctx: &mut Ctx<'_>, req: &Request, p: &Params) -> Reply {
     if !valid_user_name(name) {
         return pubsub::json_error(ctx, 400, "invalid user name");
     }
-    pubsub::websocket(ctx, req, WsSession::Topic { key: TopicKey::user(name), publish: false, since: None })
+    pubsub::websocket(ctx, req, WsSession::Topic { key: TopicKey::user(name), publish: false }, None)
 }
 
 /// `POST /rest/message` `{"from":..,"to":..,"content":..}`: sends `{"from":..,"content":..}`

@@ -42,8 +42,10 @@ pub enum Reply {
     /// Send `head` (with its Content-Length set to `len`), then stream `len` bytes of `file`
     /// (none for HEAD requests, where `file` is `None`).
     File { head: Response, file: Option<File>, len: u64 },
-    /// Complete a WebSocket handshake (the 101 `accepted` answers) and carry on as `session`.
-    WebSocket { accepted: crate::proto::ws::handshake::Accepted, session: WsSession },
+    /// Complete a WebSocket handshake (the 101 `accepted` answers) and carry on as `session`
+    /// (a topic session first replays the history after `since`). `since` is not part of the
+    /// session: it is used once, and the session is kept for the connection's life.
+    WebSocket { accepted: crate::proto::ws::handshake::Accepted, session: WsSession, since: Option<u64> },
     /// Turn the connection into a subscriber of `topics`.
     Subscribe(Subscription),
     /// Hold this polling GET for the Engine.IO session until it has packets to send.
@@ -59,8 +61,7 @@ pub enum WsSession {
     /// Send every text and binary message back unchanged (`/echo`).
     Echo,
     /// Subscribed to one channel or user; `publish`: frames it sends are published there.
-    /// `since`: replay history after this id first.
-    Topic { key: TopicKey, publish: bool, since: Option<u64> },
+    Topic { key: TopicKey, publish: bool },
     /// `/ws`: JSON control messages (subscribe, unsubscribe, publish).
     Control { publish: WsPublish },
     /// The transport of an Engine.IO session (`probe`: a WebSocket that must first

@@ -127,7 +127,7 @@ pub fn multi_subscribe(ctx: &mut Ctx<'_>, req: &Request, _: &Params) -> Reply {
 /// `GET /ws`: a WebSocket speaking JSON control messages.
 pub fn control_socket(ctx: &mut Ctx<'_>, req: &Request, _: &Params) -> Reply {
     let publish = ws_publish_right(ctx, req);
-    websocket(ctx, req, WsSession::Control { publish })
+    websocket(ctx, req, WsSession::Control { publish }, None)
 }
 
 /// Subscribes with the transport the request asks for.
@@ -147,7 +147,7 @@ fn subscribe(ctx: &mut Ctx<'_>, req: &Request, topics: Vec<TopicKey>, ws_publish
     if handshake::wants_upgrade(&req.head) && req.head.method != Method::Head {
         let key = topics.into_iter().next().expect("one topic");
         let publish = ws_publish && ws_publish_right(ctx, req) == WsPublish::Allowed;
-        return websocket(ctx, req, WsSession::Topic { key, publish, since });
+        return websocket(ctx, req, WsSession::Topic { key, publish }, since);
     }
     // `?transport=iframe` wins over Accept: an iframe's request cannot choose its headers.
     let iframe = query_values(req, "transport").any(|t| t == "iframe");
@@ -178,9 +178,9 @@ fn subscribe(ctx: &mut Ctx<'_>, req: &Request, topics: Vec<TopicKey>, ws_publish
     })
 }
 
-pub fn websocket(ctx: &mut Ctx<'_>, req: &Request, session: WsSession) -> Reply {
+pub fn websocket(ctx: &mut Ctx<'_>, req: &Request, session: WsSession, since: Option<u64>) -> Reply {
     match handshake::accept(&req.head, &[], &ctx.config.allowed_origins, ctx.config.ws_compression) {
-        Ok(accepted) => Reply::WebSocket { accepted, session },
+        Ok(accepted) => Reply::WebSocket { accepted, session, since },
         Err(e) => e.response().into(),
     }
 }

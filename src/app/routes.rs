@@ -83,5 +83,5 @@ fn stats(ctx: &mut Ctx<'_>, _: &Request, _: &Params) -> Reply {
 
 /// `GET /echo`: a WebSocket that sends every text and binary message back unchanged.
 fn echo(ctx: &mut Ctx<'_>, req: &Request, _: &Params) -> Reply {
-    pubsub::websocket(ctx, req, WsSession::Echo)
+    pubsub::websocket(ctx, req, WsSession::Echo, None)
 }

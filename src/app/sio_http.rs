@@ -53,7 +53,7 @@ pub fn handle(ctx: &mut Ctx<'_>, req: &Request, engine_echo: bool) -> Reply {
                 Ok(accepted) => {
                     let slot = ctx.sio.open(TransportKind::WebSocket, cfg, now, engine_echo);
                     let session = ctx.sio.sessions[slot].sink(slot);
-                    Reply::WebSocket { accepted, session: WsSession::Eio { session, probe: false } }
+                    Reply::WebSocket { accepted, session: WsSession::Eio { session, probe: false }, since: None }
                 }
                 Err(e) => e.response().into(),
             };
@@ -72,7 +72,7 @@ pub fn handle(ctx: &mut Ctx<'_>, req: &Request, engine_echo: bool) -> Reply {
         return match handshake::accept(&req.head, &[], &cfg.allowed_origins, cfg.ws_compression) {
             Ok(accepted) => {
                 let ws = if refused { WsSession::EioRefused } else { WsSession::Eio { session, probe: true } };
-                Reply::WebSocket { accepted, session: ws }
+                Reply::WebSocket { accepted, session: ws, since: None }
             }
             Err(e) => e.response().into(),
         };

@@ -53,7 +53,8 @@ pub struct Http {
     /// When the head now being received began to arrive (or when the connection opened,
     /// before its first request): the header timeout runs from here.
     pub head_started: Option<Instant>,
-    pub file: Option<FileSend>,
+    /// (Boxed: rare, and a connection's size is its idle cost.)
+    pub file: Option<Box<FileSend>>,
     /// Cluster: requests wait for Redis's answers (boxed: rare, and a connection's size is
     /// its idle cost).
     pub parked: Option<Box<Parked>>,
@@ -166,15 +167,10 @@ pub struct Conn {
     /// Marked for closing at the end of this loop iteration.
     pub dead: bool,
     pub last_progress: Instant,
-    /// Output is waiting: since when it has not moved (`--write-timeout` runs from here).
-    pub stuck_since: Option<Instant>,
     /// The earliest timer-heap entry this connection has outstanding.
     pub timer_at: Option<Instant>,
     /// Hub subscriptions (topic and slot), removed when the connection closes.
     pub subs: Vec<(TopicKey, usize)>,
-    /// When the oldest hub message in the output was published (until the output drains:
-    /// the publish-to-write latency `/metrics` shows).
-    pub oldest_push: Option<Instant>,
     /// Subscriptions this connection made that resume through Redis, counted 1 to 255 and
     /// round (which one an answer is for: a long-poll's successor must not take its
     /// predecessor's; one byte, as it fits in the struct's padding).
@@ -203,10 +199,8 @@ impl Conn {
             pending: false,
             dead: false,
             last_progress: now,
-            stuck_since: None,
             timer_at: None,
             subs: Vec::new(),
-            oldest_push: None,
             requests: 0,
         }
     }
@@ -279,7 +273,7 @@ impl Conn {
             return (self.last_progress + CLOSE_FLUSH_TIMEOUT, Expiry::Close);
         }
         let due = self.transport_deadline(cfg);
-        match self.stuck_since {
+        match self.out.stuck_since() {
             // A peer that stops reading our output for this long is gone (or as good as):
             // whatever the connection speaks, its slot and queue are not held forever.
             Some(since) if since + cfg.write_timeout < due.0 => (since + cfg.write_timeout, Expiry::WriteTimeout),
@@ -305,10 +299,8 @@ impl Conn {
                     (self.last_progress + cfg.keepalive_timeout, Expiry::Close)
                 }
             }
-            Transport::WebSocket(ws) => match ws.ping_sent {
-                Some(t) => (t + cfg.ws_ping_timeout, Expiry::Close),
-                None => (ws.last_rx + cfg.ws_ping_interval, Expiry::Ping),
-            },
+            Transport::WebSocket(ws) if ws.ping_sent => (ws.last_rx + cfg.ws_ping_interval + cfg.ws_ping_timeout, Expiry::Close),
+            Transport::WebSocket(ws) => (ws.last_rx + cfg.ws_ping_interval, Expiry::Ping),
             Transport::Sse(s) => (s.next_beat, Expiry::Heartbeat),
             Transport::LongPoll(lp) => (lp.until, Expiry::PollTimeout),
             Transport::EioPoll(p) => (p.until, Expiry::Close),
@@ -338,5 +330,40 @@ mod tests {
     fn a_connection_fits_its_memory_budget() {
         let size = std::mem::size_of::<super::Conn>();
         assert!(size <= 384, "Conn is {size} bytes");
+    }
+}
+#[cfg(test)]
+mod size_probe {
+    #[test]
+    fn probe() {
+        use std::mem::size_of;
+        eprintln!("Conn {}", size_of::<super::Conn>());
+        eprintln!("Transport {}", size_of::<super::Transport>());
+        eprintln!("Http {}", size_of::<super::Http>());
+        eprintln!("Ws {}", size_of::<super::Ws>());
+        eprintln!("Sse {}", size_of::<super::Sse>());
+        eprintln!("LongPoll {}", size_of::<super::LongPoll>());
+        eprintln!("EioPoll {}", size_of::<crate::net::eio::EioPoll>());
+        eprintln!("RequestReader {}", size_of::<crate::proto::http1::RequestReader>());
+        eprintln!("Assembler {}", size_of::<crate::proto::ws::Assembler>());
+        eprintln!("WsSession {}", size_of::<crate::app::WsSession>());
+        eprintln!("OutBuf {}", size_of::<super::OutBuf>());
+        eprintln!("Life {}", size_of::<super::Life>());
+        eprintln!("TimerEntry {}", size_of::<(std::time::Instant, crate::net::timers::TimerKey)>());
+        eprintln!("slab entry {}", size_of::<slab::Slab<super::Conn>>());
+        eprintln!("subs {}", size_of::<(crate::hub::TopicKey, usize)>());
+        eprintln!("TcpStream {}", size_of::<mio::net::TcpStream>());
+        eprintln!("OptInstant {}", size_of::<Option<std::time::Instant>>());
+        eprintln!("Expiry {}", size_of::<super::Expiry>());
+        let c = std::mem::MaybeUninit::<super::Conn>::uninit();
+        let base = c.as_ptr() as usize;
+        unsafe {
+            let p = c.as_ptr();
+            eprintln!("off sock {} token {} id {} inbuf {} out {} transport {} life {} last_progress {} timer_at {} subs {} tls {} read_ready {} requests {}",
+                std::ptr::addr_of!((*p).sock) as usize - base, std::ptr::addr_of!((*p).token) as usize - base, std::ptr::addr_of!((*p).id) as usize - base,
+                std::ptr::addr_of!((*p).inbuf) as usize - base, std::ptr::addr_of!((*p).out) as usize - base, std::ptr::addr_of!((*p).transport) as usize - base,
+                std::ptr::addr_of!((*p).life) as usize - base, std::ptr::addr_of!((*p).last_progress) as usize - base, std::ptr::addr_of!((*p).timer_at) as usize - base,
+                std::ptr::addr_of!((*p).subs) as usize - base, std::ptr::addr_of!((*p).tls) as usize - base, std::ptr::addr_of!((*p).read_ready) as usize - base, std::ptr::addr_of!((*p).requests) as usize - base);
+        }
     }
 }

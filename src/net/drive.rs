@@ -53,7 +53,7 @@ pub fn drive_conn(conn: &mut Conn, scratch: &mut [u8], env: &mut Env<'_>) -> boo
                 if conn.inbuf.is_empty() {
                     // The common case: use the bytes straight from the shared buffer and keep
                     // only an incomplete tail.
-                    let (used, stop) = process(conn, &scratch[..n], env);
+                    let (used, stop) = process(conn, &mut scratch[..n], env);
                     if used < n && !matches!(conn.life, Life::CloseAfterFlush) {
                         conn.inbuf.extend_from_slice(&scratch[used..n]);
                     }
@@ -86,13 +86,13 @@ pub fn drive_conn(conn: &mut Conn, scratch: &mut [u8], env: &mut Env<'_>) -> boo
 
 /// Offers input to whatever the connection speaks. When a request upgrades the connection,
 /// the bytes behind it (sent before the 101 arrived) go to the new protocol.
-fn process(conn: &mut Conn, input: &[u8], env: &mut Env<'_>) -> (usize, Stop) {
+fn process(conn: &mut Conn, input: &mut [u8], env: &mut Env<'_>) -> (usize, Stop) {
     let mut pos = 0;
     loop {
         let was_http = matches!(conn.transport, Transport::Http(_));
         let (used, stop) = match conn.transport {
             Transport::Http(_) => http::process_input(conn, &input[pos..], env),
-            Transport::WebSocket(_) => ws::process_input(conn, &input[pos..], env),
+            Transport::WebSocket(_) => ws::process_input(conn, &mut input[pos..], env),
             // An SSE client has nothing more to say (the stream ends with the connection):
             // what it sends anyway is dropped; reading still notices its EOF.
             Transport::Sse(_) => (input.len() - pos, Stop::NeedMore),
@@ -109,9 +109,8 @@ fn process(conn: &mut Conn, input: &[u8], env: &mut Env<'_>) -> (usize, Stop) {
 
 /// Offers the connection's buffered input to its transport and keeps what is left.
 fn process_buffered(conn: &mut Conn, env: &mut Env<'_>) {
-    let buf = std::mem::take(&mut conn.inbuf);
-    let (used, stop) = process(conn, &buf, env);
-    let mut buf = buf;
+    let mut buf = std::mem::take(&mut conn.inbuf);
+    let (used, stop) = process(conn, &mut buf, env);
     if used >= buf.len() {
         buf = Vec::new();
     } else {
@@ -177,13 +176,12 @@ fn write_out(conn: &mut Conn, env: &mut Env<'_>) -> bool {
     }
     // The write timeout runs from the last time output moved (or from when it was queued).
     if conn.out.is_empty() && !conn.sending_file() {
-        conn.stuck_since = None;
-        if let Some(t) = conn.oldest_push.take() {
+        if let Some(t) = conn.out.release() {
             // The clock now, not the loop's turn: the writes of one turn take time too.
             env.app.stats.latency.record(Instant::now().saturating_duration_since(t));
         }
-    } else if env.app.stats.bytes_out != written_before || conn.stuck_since.is_none() {
-        conn.stuck_since = Some(env.now);
+    } else if env.app.stats.bytes_out != written_before || conn.out.stuck_since().is_none() {
+        conn.out.set_stuck_since(env.now);
     }
     if matches!(conn.life, Life::CloseAfterFlush) && conn.out.is_empty() && !conn.sending_file() {
         if conn.peer_eof {

@@ -108,8 +108,8 @@ fn drain_to_ws(conn: &mut Conn, s: &mut crate::sio::Session) {
     let enc = ws::encoding(conn, s.ws_encoding());
     for out in s.eio.take_queue() {
         match out {
-            Out::Text(t) => ws::queue_data(conn, OpCode::Text, t.into_vec()),
-            Out::Binary(b) => ws::queue_data(conn, OpCode::Binary, b.to_vec()),
+            Out::Text(t) => ws::queue_data(conn, OpCode::Text, t.into_vec().into()),
+            Out::Binary(b) => ws::queue_data(conn, OpCode::Binary, std::borrow::Cow::Borrowed(&b[..])),
             Out::Msg(m) => conn.out.push_shared(m.encoded(enc).clone()),
         }
     }
@@ -145,7 +145,7 @@ pub fn on_ws_message(conn: &mut Conn, op: OpCode, data: &[u8], session: SinkRef,
                 drain_to_ws(conn, s);
             }
         }
-        ProbeAction::Answer => ws::queue_frame(&mut conn.out, OpCode::Text, b"3probe".to_vec()),
+        ProbeAction::Answer => ws::queue_frame(&mut conn.out, OpCode::Text, std::borrow::Cow::Borrowed(b"3probe")),
         ProbeAction::Upgraded => {
             let me = conn_ref(conn);
             if let Some(s) = app.sio.get_mut(session) {

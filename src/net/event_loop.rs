@@ -535,7 +535,7 @@ impl Server {
                 }
                 let enc = super::ws::encoding(conn, enc);
                 conn.out.push_shared(run.encoded(enc).clone());
-                conn.oldest_push.get_or_insert(msgs[from].published);
+                conn.out.note_push(msgs[from].published);
                 delivered += (msgs.len() - from) as u64;
                 conn.wake(&mut self.pending);
                 continue;
@@ -547,7 +547,7 @@ impl Server {
             }
             match stream::push(conn, run, from, sub.encoding, cfg) {
                 Pushed::Queued => {
-                    conn.oldest_push.get_or_insert(msgs[from].published);
+                    conn.out.note_push(msgs[from].published);
                     delivered += (msgs.len() - from) as u64;
                 }
                 Pushed::PollReady => {
@@ -637,7 +637,7 @@ impl Server {
                 self.mark_dead(token);
             }
             Expiry::Ping => {
-                ws::send_ping(conn, self.now);
+                ws::send_ping(conn);
                 self.drive(token);
             }
             Expiry::Heartbeat => {

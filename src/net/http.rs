@@ -34,6 +34,9 @@ pub struct Env<'a> {
 
 /// Offers `input` (which starts where the previous call's used bytes ended) to the
 /// connection's transport. Returns the bytes used.
+// Not inlined into the per-connection loop: the HTTP path's stack frame (several KiB of
+// request and response state) would be set up for every WebSocket frame too.
+#[inline(never)]
 pub fn process_input(conn: &mut Conn, input: &[u8], env: &mut Env<'_>) -> (usize, Stop) {
     let mut pos = 0;
     loop {
@@ -118,16 +121,16 @@ pub fn respond(conn: &mut Conn, req: &Request, env: &mut Env<'_>) {
             if let (Some(file), false) = (file, head_only) {
                 if len > 0 {
                     if let Transport::Http(h) = &mut conn.transport {
-                        h.file = Some(FileSend { file, left: len });
+                        h.file = Some(Box::new(FileSend { file, left: len }));
                     }
                 }
             }
         }
-        Reply::WebSocket { accepted, session } => {
+        Reply::WebSocket { accepted, session, since } => {
             conn.queue_response(accepted.response(), false, Persist::Upgrade, env.date);
             env.app.stats.conn_closed(ConnKind::Http);
             env.app.stats.conn_opened(ConnKind::WebSocket);
-            ws::start(conn, session, accepted.deflate, env);
+            ws::start(conn, session, since, accepted.deflate, env);
         }
         Reply::Subscribe(sub) => stream::start(conn, sub, persist, head_only, env),
         Reply::EioHold(session) => super::eio::hold(conn, session, persist, env),

@@ -1,14 +1,22 @@
-//! A connection's pending output: a queue of chunks written with `writev`.
+//! A connection's pending output: a queue of chunks written with `send` or `writev`.
 //!
 //! Small writes (response heads, short bodies) are coalesced into one owned chunk; large
 //! static bodies and every shared message encoding are queued by reference (`Static`,
 //! `Shared`), so a message fanned out to many connections is one allocation plus a pointer
-//! per recipient. When the queue drains, its memory is returned: an idle connection holds no
-//! output buffer.
+//! per recipient.
+//!
+//! An idle connection's `OutBuf` is one null pointer: the queue (its chunks, its coalescing
+//! buffer, and the two instants that only mean something while output waits) is boxed, made
+//! when output is first queued and given back once it has drained. Given back to a small
+//! per-thread pool, not to the allocator: an echo or a reply takes a queue, fills it, writes
+//! it and returns it within one wake-up, so the next connection's reply reuses the same
+//! memory (the "cork buffer" of uWebSockets, kept per connection only while it is needed).
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
 use std::rc::Rc;
+use std::time::Instant;
 
 use crate::proto::http1::Body;
 
@@ -16,12 +24,21 @@ use crate::proto::http1::Body;
 /// fewer); larger ones are queued as they are. Shared message encodings are never copied.
 const COALESCE_MAX: usize = 4096;
 /// First capacity of the coalescing chunk: a response head, or a pipelined batch of small
-/// echo replies, without regrowing. Returned with the rest of the queue once drained.
+/// echo replies, without regrowing.
 const TAIL_CAPACITY: usize = 1024;
 /// `writev` entries per call (Linux allows 1024). A subscriber that fell a window of
 /// messages behind gets them all in one call: a fan-out queues each run of messages (or
 /// each message published alone) as its own entry.
 const MAX_IOV: usize = 128;
+/// Drained queues kept for reuse, per thread. What one turn of the loop writes and drains
+/// (replies and echoes, written connection after connection) needs one or two; a few more
+/// cover a burst. Bounded, so the pool costs at most a few tens of KiB however many
+/// connections once had output.
+const POOL: usize = 16;
+/// A drained queue is pooled only if its memory is small (a queue that held a long backlog
+/// goes back to the allocator).
+const POOL_MAX_CHUNKS: usize = 16;
+const POOL_MAX_TAIL: usize = 4 * TAIL_CAPACITY;
 
 #[derive(Debug)]
 enum Chunk {
@@ -40,15 +57,31 @@ impl Chunk {
     }
 }
 
+/// The queue behind a busy connection's output.
 #[derive(Debug, Default)]
-pub struct OutBuf {
+struct Queue {
     chunks: VecDeque<Chunk>,
-    /// Bytes of the front chunk already written. (This and `len` are u32, which keeps every
-    /// connection a word smaller: a queue stays far below 4 GiB, as `--max-output` is capped
-    /// at 1 GiB and input stops while output waits.)
+    /// Bytes of the front chunk already written. (This and `len` are u32: a queue stays far
+    /// below 4 GiB, as `--max-output` is capped at 1 GiB and input stops while output waits.)
     front_off: u32,
     /// Unwritten bytes in total.
     len: u32,
+    /// A written-out coalescing chunk, emptied, for the next one (no allocation per reply).
+    spare: Vec<u8>,
+    /// Since when output has waited without moving (`--write-timeout` runs from here).
+    stuck_since: Option<Instant>,
+    /// When the oldest hub message in the output was published (the publish-to-write
+    /// latency `/metrics` shows, recorded when the output drains).
+    oldest_push: Option<Instant>,
+}
+
+thread_local! {
+    static SPARE: RefCell<Vec<Box<Queue>>> = const { RefCell::new(Vec::new()) };
+}
+
+#[derive(Debug, Default)]
+pub struct OutBuf {
+    q: Option<Box<Queue>>,
 }
 
 /// What a flush achieved.
@@ -62,32 +95,75 @@ pub enum Flush {
 
 impl OutBuf {
     pub fn len(&self) -> usize {
-        self.len as usize
+        self.q.as_ref().map_or(0, |q| q.len as usize)
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.len() == 0
     }
 
     /// Unwritten bytes plus the queue's own bookkeeping, for the caps: a subscriber behind by
     /// many tiny shared messages holds a queue entry per message (or run), not only their
     /// bytes.
     pub fn footprint(&self) -> usize {
-        self.len as usize + self.chunks.len() * std::mem::size_of::<Chunk>()
+        self.q.as_ref().map_or(0, |q| q.len as usize + q.chunks.len() * std::mem::size_of::<Chunk>())
+    }
+
+    /// Since when the output has waited without moving, if it waits.
+    pub fn stuck_since(&self) -> Option<Instant> {
+        self.q.as_ref().and_then(|q| q.stuck_since)
+    }
+
+    pub fn set_stuck_since(&mut self, at: Instant) {
+        self.queue().stuck_since = Some(at);
+    }
+
+    /// Notes that a hub message published at `at` was queued (the oldest one counts).
+    pub fn note_push(&mut self, at: Instant) {
+        self.queue().oldest_push.get_or_insert(at);
+    }
+
+    /// Once the output has drained: when the oldest hub message it held was published (if it
+    /// held any), and the queue goes back to the pool. An idle connection holds nothing.
+    pub fn release(&mut self) -> Option<Instant> {
+        let mut q = self.q.take()?;
+        debug_assert_eq!(q.len, 0, "released with output left");
+        let oldest = q.oldest_push.take();
+        q.stuck_since = None;
+        q.chunks.clear();
+        q.front_off = 0;
+        if q.chunks.capacity() <= POOL_MAX_CHUNKS && q.spare.capacity() <= POOL_MAX_TAIL {
+            SPARE.with(|p| {
+                let mut p = p.borrow_mut();
+                if p.len() < POOL {
+                    p.push(q);
+                }
+            });
+        }
+        oldest
+    }
+
+    fn queue(&mut self) -> &mut Queue {
+        self.q.get_or_insert_with(|| SPARE.with(|p| p.borrow_mut().pop()).unwrap_or_default())
     }
 
     /// Appends by formatting into the owned tail chunk (e.g. `write_head`).
     pub fn with_tail(&mut self, f: impl FnOnce(&mut Vec<u8>)) {
-        if !matches!(self.chunks.back(), Some(Chunk::Owned(_))) {
+        let q = self.queue();
+        if !matches!(q.chunks.back(), Some(Chunk::Owned(_))) {
             // A reply between shared frames (a `/ws` ack) is small: only a fresh queue gets
             // the batch-sized chunk.
-            let cap = if self.chunks.is_empty() { TAIL_CAPACITY } else { 256 };
-            self.chunks.push_back(Chunk::Owned(Vec::with_capacity(cap)));
+            let v = if q.spare.capacity() > 0 {
+                std::mem::take(&mut q.spare)
+            } else {
+                Vec::with_capacity(if q.chunks.is_empty() { TAIL_CAPACITY } else { 256 })
+            };
+            q.chunks.push_back(Chunk::Owned(v));
         }
-        let Some(Chunk::Owned(v)) = self.chunks.back_mut() else { unreachable!() };
+        let Some(Chunk::Owned(v)) = q.chunks.back_mut() else { unreachable!() };
         let before = v.len();
         f(v);
-        self.len += (v.len() - before) as u32;
+        q.len += (v.len() - before) as u32;
     }
 
     pub fn extend(&mut self, bytes: &[u8]) {
@@ -96,13 +172,18 @@ impl OutBuf {
         }
     }
 
+    fn push_chunk(&mut self, c: Chunk) {
+        let q = self.queue();
+        q.len += c.bytes().len() as u32;
+        q.chunks.push_back(c);
+    }
+
     /// Queues a message encoding by reference, whatever its size: a message fanned out to
     /// many connections is encoded once and never copied per recipient in user space. The
     /// only copy is the kernel's, from the shared bytes into each socket, within `writev`.
     pub fn push_shared(&mut self, bytes: Rc<[u8]>) {
         if !bytes.is_empty() {
-            self.len += bytes.len() as u32;
-            self.chunks.push_back(Chunk::Shared(bytes));
+            self.push_chunk(Chunk::Shared(bytes));
         }
     }
 
@@ -110,8 +191,7 @@ impl OutBuf {
     /// a copy into a fresh owned chunk would cost an allocation each).
     pub fn push_static(&mut self, bytes: &'static [u8]) {
         if !bytes.is_empty() {
-            self.len += bytes.len() as u32;
-            self.chunks.push_back(Chunk::Static(bytes));
+            self.push_chunk(Chunk::Static(bytes));
         }
     }
 
@@ -119,8 +199,7 @@ impl OutBuf {
         if bytes.len() <= COALESCE_MAX {
             self.extend(&bytes);
         } else {
-            self.len += bytes.len() as u32;
-            self.chunks.push_back(Chunk::Owned(bytes));
+            self.push_chunk(Chunk::Owned(bytes));
         }
     }
 
@@ -128,10 +207,7 @@ impl OutBuf {
         match body {
             Body::Empty => {}
             Body::Static(s) if s.len() <= COALESCE_MAX => self.extend(s),
-            Body::Static(s) => {
-                self.len += s.len() as u32;
-                self.chunks.push_back(Chunk::Static(s));
-            }
+            Body::Static(s) => self.push_chunk(Chunk::Static(s)),
             Body::Owned(v) => self.push_owned(v),
             Body::Shared(r) => self.push_shared(r),
         }
@@ -140,42 +216,48 @@ impl OutBuf {
     /// Drops every chunk not yet started, keeping a partly written front chunk so the
     /// stream stays well-formed (a frame is never cut in half).
     pub fn drop_unstarted(&mut self) {
-        let keep = usize::from(self.front_off > 0);
-        self.chunks.truncate(keep);
+        let Some(q) = self.q.as_mut() else { return };
+        let keep = usize::from(q.front_off > 0);
+        q.chunks.truncate(keep);
         // The queue of a cut-off subscriber may have grown large: give it back now.
-        self.chunks.shrink_to_fit();
-        self.len = self.chunks.front().map_or(0, |c| (c.bytes().len() - self.front_off as usize) as u32);
+        q.chunks.shrink_to_fit();
+        q.len = q.chunks.front().map_or(0, |c| (c.bytes().len() - q.front_off as usize) as u32);
         if keep == 0 {
-            self.front_off = 0;
+            q.front_off = 0;
         }
     }
 
-    /// Writes until the queue is empty or the socket would block. Returns the bytes written
-    /// and whether it drained. Errors other than `WouldBlock`/`Interrupted` are the caller's
-    /// to treat as a dead connection.
+    /// Writes until the queue is empty or the socket would block. Returns whether it
+    /// drained (`written` counts the bytes). Errors other than `WouldBlock`/`Interrupted`
+    /// are the caller's to treat as a dead connection. A drained queue stays allocated until
+    /// [`OutBuf::release`], which hands back what it knew.
     pub fn write_to<W: Write>(&mut self, w: &mut W, written: &mut u64) -> io::Result<Flush> {
-        while self.len > 0 {
-            let mut iov: [IoSlice<'_>; MAX_IOV] = [IoSlice::new(&[]); MAX_IOV];
-            let mut n_iov = 0;
-            let mut offered = 0;
-            for (i, c) in self.chunks.iter().take(MAX_IOV).enumerate() {
-                let b = if i == 0 { &c.bytes()[self.front_off as usize..] } else { c.bytes() };
-                iov[n_iov] = IoSlice::new(b);
-                n_iov += 1;
-                offered += b.len();
-            }
-            // One buffer (an echo, a reply, one shared frame): `send` rather than `writev`,
-            // which costs the kernel an iovec import and the vfs layer for nothing.
-            let res = if n_iov == 1 { w.write(&iov[0]) } else { w.write_vectored(&iov[..n_iov]) };
+        let Some(q) = self.q.as_mut() else { return Ok(Flush::Drained) };
+        while q.len > 0 {
+            let res = if q.chunks.len() == 1 {
+                // One buffer (an echo, a reply, one shared frame): `send` rather than
+                // `writev`, which costs the kernel an iovec import and the vfs layer for
+                // nothing (and us the iovec array).
+                w.write(&q.chunks[0].bytes()[q.front_off as usize..])
+            } else {
+                let mut iov: [IoSlice<'_>; MAX_IOV] = [IoSlice::new(&[]); MAX_IOV];
+                let mut n_iov = 0;
+                for (i, c) in q.chunks.iter().take(MAX_IOV).enumerate() {
+                    iov[n_iov] = IoSlice::new(if i == 0 { &c.bytes()[q.front_off as usize..] } else { c.bytes() });
+                    n_iov += 1;
+                }
+                w.write_vectored(&iov[..n_iov])
+            };
             match res {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => {
                     *written += n as u64;
-                    self.consume(n);
+                    let offered = q.offered();
+                    q.consume(n);
                     if n < offered {
                         // A short write means the socket buffer is full: asking again would
                         // only earn EAGAIN. Edge-triggered WRITABLE will tell us when to resume.
-                        return Ok(if self.len == 0 { Flush::Drained } else { Flush::Blocked });
+                        return Ok(if q.len == 0 { Flush::Drained } else { Flush::Blocked });
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Flush::Blocked),
@@ -183,11 +265,15 @@ impl OutBuf {
                 Err(e) => return Err(e),
             }
         }
-        // Give the queue's memory back: idle connections must cost next to nothing.
-        if self.chunks.capacity() > 0 {
-            self.chunks = VecDeque::new();
-        }
         Ok(Flush::Drained)
+    }
+}
+
+impl Queue {
+    /// What one write call offers: the unwritten part of the first `MAX_IOV` chunks.
+    fn offered(&self) -> usize {
+        let all: usize = self.chunks.iter().take(MAX_IOV).map(|c| c.bytes().len()).sum();
+        all - self.front_off as usize
     }
 
     fn consume(&mut self, mut n: usize) {
@@ -196,7 +282,12 @@ impl OutBuf {
             let front_len = self.chunks.front().map_or(0, |c| c.bytes().len()) - self.front_off as usize;
             if n >= front_len {
                 n -= front_len;
-                self.chunks.pop_front();
+                if let Some(Chunk::Owned(mut v)) = self.chunks.pop_front() {
+                    if self.spare.capacity() == 0 && v.capacity() <= POOL_MAX_TAIL {
+                        v.clear();
+                        self.spare = v;
+                    }
+                }
                 self.front_off = 0;
             } else {
                 self.front_off += n as u32;
@@ -255,7 +346,9 @@ mod tests {
         assert_eq!(w.got, want);
         assert_eq!(written as usize, total);
         assert!(o.is_empty());
-        assert_eq!(o.chunks.capacity(), 0);
+        // Drained: released, an idle connection holds no queue.
+        assert_eq!(o.release(), None);
+        assert!(o.q.is_none());
     }
 
     /// Issue #3: a frame sent to many connections is shared, never copied per recipient,
@@ -272,12 +365,13 @@ mod tests {
         // The caps see the queue entries, not only the bytes.
         assert!(outs[0].footprint() >= outs[0].len() + 2 * std::mem::size_of::<Chunk>());
         for o in &mut outs {
-            let Some(Chunk::Shared(r)) = o.chunks.back() else { panic!("not shared: {:?}", o.chunks) };
+            let Some(Chunk::Shared(r)) = o.q.as_ref().unwrap().chunks.back() else { panic!("not shared: {:?}", o.q) };
             assert!(Rc::ptr_eq(r, &frame));
             let mut w: Vec<u8> = Vec::new(); // takes every writev entry at once
             let mut written = 0;
             assert_eq!(o.write_to(&mut w, &mut written).unwrap(), Flush::Drained);
             assert_eq!(w, b"head\x81\x05hello");
+            o.release();
         }
         // Written and drained: every connection let go of its reference.
         assert_eq!(Rc::strong_count(&frame), 1);

@@ -2,6 +2,7 @@
 //! control frames (the "obligated sends": pong, close reply), hands messages to the session,
 //! and queues frames.
 
+use std::borrow::Cow;
 use std::time::Instant;
 
 use super::conn::{Conn, Life, Transport};
@@ -23,15 +24,18 @@ const COPY_MAX: usize = 4096;
 pub struct Ws {
     pub assembler: Assembler,
     pub session: WsSession,
-    /// When our heartbeat ping went out, until the peer shows a sign of life.
-    pub ping_sent: Option<Instant>,
     /// When the peer last sent anything.
     pub last_rx: Instant,
+    /// Our heartbeat ping is out (sent `--ws-ping-interval` after `last_rx`), until the peer
+    /// shows a sign of life. (A flag, not the instant: the ping went out when its timer
+    /// fired, within the loop's lateness of `last_rx` + the interval, and a connection's
+    /// size is its idle cost.)
+    pub ping_sent: bool,
 }
 
 impl Ws {
     pub fn new(session: WsSession, max_message: usize, now: Instant) -> Ws {
-        Ws { assembler: Assembler::new(max_message), session, ping_sent: None, last_rx: now }
+        Ws { assembler: Assembler::new(max_message), session, last_rx: now, ping_sent: false }
     }
 
     /// The hub encoding of `plain` frames for this connection.
@@ -54,10 +58,10 @@ pub fn encoding(conn: &Conn, plain: Encoding) -> Encoding {
 
 /// Switches a connection that just answered 101 to WebSocket. A topic session subscribes
 /// at once and first replays the history after its `since` id.
-pub fn start(conn: &mut Conn, session: WsSession, deflate: Option<Deflate>, env: &mut Env<'_>) {
+pub fn start(conn: &mut Conn, session: WsSession, since: Option<u64>, deflate: Option<Deflate>, env: &mut Env<'_>) {
     let data = if deflate.is_some() { Encoding::WsData.deflated() } else { Encoding::WsData };
-    if let WsSession::Topic { key, since, .. } = &session {
-        let (key, since) = (key.clone(), *since);
+    if let WsSession::Topic { key, .. } = &session {
+        let key = key.clone();
         match since {
             // In a cluster, Redis's stream has what came after `since`: live messages wait
             // until the loop has replayed it.
@@ -102,12 +106,13 @@ pub fn start(conn: &mut Conn, session: WsSession, deflate: Option<Deflate>, env:
 }
 
 /// Offers `input` to the connection's assembler; acts on each event. Returns bytes used.
-pub fn process_input(conn: &mut Conn, input: &[u8], env: &mut Env<'_>) -> (usize, Stop) {
+pub fn process_input(conn: &mut Conn, input: &mut [u8], env: &mut Env<'_>) -> (usize, Stop) {
     let mut pos = 0;
+    let len = input.len();
     if let Transport::WebSocket(ws) = &mut conn.transport {
         // Any byte from the peer proves it is alive.
         ws.last_rx = env.now;
-        ws.ping_sent = None;
+        ws.ping_sent = false;
     }
     loop {
         // Fairness: at most a turn's worth of messages, like HTTP requests; what they
@@ -116,7 +121,7 @@ pub fn process_input(conn: &mut Conn, input: &[u8], env: &mut Env<'_>) -> (usize
             return (pos, Stop::Blocked);
         }
         let Transport::WebSocket(ws) = &mut conn.transport else { return (pos, Stop::Blocked) };
-        match ws.assembler.advance(&input[pos..]) {
+        match ws.assembler.advance(&mut input[pos..]) {
             Err(e) => {
                 fail(conn, e);
                 return (input.len(), Stop::Blocked);
@@ -128,7 +133,7 @@ pub fn process_input(conn: &mut Conn, input: &[u8], env: &mut Env<'_>) -> (usize
                         env.handled += 1;
                         on_event(conn, ev, env);
                     }
-                    None if used == 0 || pos == input.len() => return (pos, Stop::NeedMore),
+                    None if used == 0 || pos == len => return (pos, Stop::NeedMore),
                     None => {}
                 }
             }
@@ -136,7 +141,7 @@ pub fn process_input(conn: &mut Conn, input: &[u8], env: &mut Env<'_>) -> (usize
     }
 }
 
-fn on_event(conn: &mut Conn, ev: WsEvent, env: &mut Env<'_>) {
+fn on_event(conn: &mut Conn, ev: WsEvent<'_>, env: &mut Env<'_>) {
     match ev {
         WsEvent::Text(data) => on_message(conn, OpCode::Text, data, env),
         WsEvent::Binary(data) => on_message(conn, OpCode::Binary, data, env),
@@ -154,14 +159,14 @@ fn on_event(conn: &mut Conn, ev: WsEvent, env: &mut Env<'_>) {
             if let Some((code, _reason)) = code {
                 payload.extend_from_slice(&code.to_be_bytes());
             }
-            queue_frame(&mut conn.out, OpCode::Close, payload);
+            queue_frame(&mut conn.out, OpCode::Close, payload.into());
             conn.life = Life::CloseAfterFlush;
         }
     }
 }
 
 /// A complete data message, handled by the connection's session.
-fn on_message(conn: &mut Conn, op: OpCode, data: Vec<u8>, env: &mut Env<'_>) {
+fn on_message(conn: &mut Conn, op: OpCode, data: Cow<'_, [u8]>, env: &mut Env<'_>) {
     let Transport::WebSocket(ws) = &conn.transport else { return };
     match &ws.session {
         WsSession::Echo => queue_data(conn, op, data),
@@ -216,7 +221,7 @@ impl ControlLink for ControlConn<'_> {
     }
 
     fn send_text(&mut self, text: Vec<u8>) {
-        queue_data(self.0, OpCode::Text, text);
+        queue_data(self.0, OpCode::Text, text.into());
     }
 
     fn send_message(&mut self, m: &Message, plain: Encoding) {
@@ -249,21 +254,24 @@ pub fn queue_close(conn: &mut Conn, code: u16, reason: &str) {
 }
 
 /// Queues the heartbeat ping.
-pub fn send_ping(conn: &mut Conn, now: Instant) {
+pub fn send_ping(conn: &mut Conn) {
     if let Transport::WebSocket(ws) = &mut conn.transport {
-        ws.ping_sent = Some(now);
-        queue_frame(&mut conn.out, OpCode::Ping, Vec::new());
+        ws.ping_sent = true;
+        queue_frame(&mut conn.out, OpCode::Ping, Cow::Borrowed(&[]));
     }
 }
 
-/// Queues one unfragmented, unmasked server frame.
-pub fn queue_frame(out: &mut OutBuf, opcode: OpCode, payload: Vec<u8>) {
-    if payload.len() <= COPY_MAX {
-        out.with_tail(|v| encode_server_frame(v, opcode, &payload));
-    } else {
-        let header = FrameHeader { fin: true, rsv: 0, opcode, mask: None, payload_len: payload.len() as u64 };
-        out.with_tail(|v| header.encode(v));
-        out.push_owned(payload);
+/// Queues one unfragmented, unmasked server frame. A payload lent out of the input (an
+/// echo) is copied behind its header whatever its size: it must be copied once anyway, and
+/// this is that once.
+pub fn queue_frame(out: &mut OutBuf, opcode: OpCode, payload: Cow<'_, [u8]>) {
+    match payload {
+        Cow::Owned(payload) if payload.len() > COPY_MAX => {
+            let header = FrameHeader { fin: true, rsv: 0, opcode, mask: None, payload_len: payload.len() as u64 };
+            out.with_tail(|v| header.encode(v));
+            out.push_owned(payload);
+        }
+        payload => out.with_tail(|v| encode_server_frame(v, opcode, &payload)),
     }
 }
 
@@ -271,13 +279,13 @@ pub use close::GOING_AWAY;
 
 /// Queues one text message on a WebSocket connection.
 pub fn queue_text(conn: &mut Conn, text: Vec<u8>) {
-    queue_data(conn, OpCode::Text, text);
+    queue_data(conn, OpCode::Text, text.into());
 }
 
 /// Queues one data message (text or binary), compressed if the connection negotiated
 /// permessage-deflate and it has at least `--ws-compression-min` bytes (the setting the
 /// shared encodings use, see `hub::set_compression_min`).
-pub fn queue_data(conn: &mut Conn, opcode: OpCode, payload: Vec<u8>) {
+pub fn queue_data(conn: &mut Conn, opcode: OpCode, payload: Cow<'_, [u8]>) {
     let deflate = matches!(&conn.transport, Transport::WebSocket(ws) if ws.assembler.deflate().is_some());
     let min = if deflate { crate::hub::compression_min() } else { usize::MAX };
     if payload.len() < min {
