@@ -15,6 +15,7 @@ use std::fs::File;
 use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
+use thin_vec::ThinVec;
 
 use super::outbuf::OutBuf;
 use super::stream::{LongPoll, Sse};
@@ -145,7 +146,7 @@ pub struct Conn {
     pub id: u64,
     /// Input not yet used by the transport (a partial head or frame). Empty, without
     /// capacity, whenever nothing is partial: idle connections hold no input buffer.
-    pub inbuf: Vec<u8>,
+    pub inbuf: ThinVec<u8>,
     pub out: OutBuf,
     pub transport: Transport,
     pub life: Life,
@@ -170,7 +171,7 @@ pub struct Conn {
     /// The earliest timer-heap entry this connection has outstanding.
     pub timer_at: Option<Instant>,
     /// Hub subscriptions (topic and slot), removed when the connection closes.
-    pub subs: Vec<(TopicKey, usize)>,
+    pub subs: ThinVec<(TopicKey, usize)>,
     /// Subscriptions this connection made that resume through Redis, counted 1 to 255 and
     /// round (which one an answer is for: a long-poll's successor must not take its
     /// predecessor's; one byte, as it fits in the struct's padding).
@@ -187,7 +188,7 @@ impl Conn {
             tls: None,
             token,
             id,
-            inbuf: Vec::new(),
+            inbuf: ThinVec::new(),
             out: OutBuf::default(),
             transport: Transport::Http(Http { reader, head_started: Some(now), file: None, parked: None }),
             life: Life::Open,
@@ -200,7 +201,7 @@ impl Conn {
             dead: false,
             last_progress: now,
             timer_at: None,
-            subs: Vec::new(),
+            subs: ThinVec::new(),
             requests: 0,
         }
     }
@@ -323,47 +324,19 @@ impl Conn {
 
 #[cfg(test)]
 mod tests {
-    /// Every open connection costs at least one slab entry: this size is most of the memory
-    /// of an idle connection (measured at ~480 B with its timer and hub entries; the target
-    /// is 1 KiB). A new field that grows it past the budget should be boxed.
+    /// Every open connection costs one slab entry, and an idle connection nothing else
+    /// besides its timer entry (and a subscription's entries): this size is most of its
+    /// memory. Issue 14's target is 273 bytes per idle WebSocket, timer entry (32) included,
+    /// so the budget is 200 (232 with the timer, 244-254 measured by the kit's idle rows). A
+    /// field that grows it past the budget should be boxed, or live in the boxed state of
+    /// what it belongs to (the output queue, the assembler's partial message). (mio's debug
+    /// builds add a selector id to every socket, 16 bytes with its alignment: not counted.)
     #[test]
     fn a_connection_fits_its_memory_budget() {
-        let size = std::mem::size_of::<super::Conn>();
-        assert!(size <= 384, "Conn is {size} bytes");
-    }
-}
-#[cfg(test)]
-mod size_probe {
-    #[test]
-    fn probe() {
-        use std::mem::size_of;
-        eprintln!("Conn {}", size_of::<super::Conn>());
-        eprintln!("Transport {}", size_of::<super::Transport>());
-        eprintln!("Http {}", size_of::<super::Http>());
-        eprintln!("Ws {}", size_of::<super::Ws>());
-        eprintln!("Sse {}", size_of::<super::Sse>());
-        eprintln!("LongPoll {}", size_of::<super::LongPoll>());
-        eprintln!("EioPoll {}", size_of::<crate::net::eio::EioPoll>());
-        eprintln!("RequestReader {}", size_of::<crate::proto::http1::RequestReader>());
-        eprintln!("Assembler {}", size_of::<crate::proto::ws::Assembler>());
-        eprintln!("WsSession {}", size_of::<crate::app::WsSession>());
-        eprintln!("OutBuf {}", size_of::<super::OutBuf>());
-        eprintln!("Life {}", size_of::<super::Life>());
-        eprintln!("TimerEntry {}", size_of::<(std::time::Instant, crate::net::timers::TimerKey)>());
-        eprintln!("slab entry {}", size_of::<slab::Slab<super::Conn>>());
-        eprintln!("subs {}", size_of::<(crate::hub::TopicKey, usize)>());
-        eprintln!("TcpStream {}", size_of::<mio::net::TcpStream>());
-        eprintln!("OptInstant {}", size_of::<Option<std::time::Instant>>());
-        eprintln!("Expiry {}", size_of::<super::Expiry>());
-        let c = std::mem::MaybeUninit::<super::Conn>::uninit();
-        let base = c.as_ptr() as usize;
-        unsafe {
-            let p = c.as_ptr();
-            eprintln!("off sock {} token {} id {} inbuf {} out {} transport {} life {} last_progress {} timer_at {} subs {} tls {} read_ready {} requests {}",
-                std::ptr::addr_of!((*p).sock) as usize - base, std::ptr::addr_of!((*p).token) as usize - base, std::ptr::addr_of!((*p).id) as usize - base,
-                std::ptr::addr_of!((*p).inbuf) as usize - base, std::ptr::addr_of!((*p).out) as usize - base, std::ptr::addr_of!((*p).transport) as usize - base,
-                std::ptr::addr_of!((*p).life) as usize - base, std::ptr::addr_of!((*p).last_progress) as usize - base, std::ptr::addr_of!((*p).timer_at) as usize - base,
-                std::ptr::addr_of!((*p).subs) as usize - base, std::ptr::addr_of!((*p).tls) as usize - base, std::ptr::addr_of!((*p).read_ready) as usize - base, std::ptr::addr_of!((*p).requests) as usize - base);
-        }
+        let debug_extra = if std::mem::size_of::<mio::net::TcpStream>() > std::mem::size_of::<std::net::TcpStream>() { 16 } else { 0 };
+        let size = std::mem::size_of::<super::Conn>() - debug_extra;
+        assert!(size <= 200, "Conn is {size} bytes");
+        assert!(std::mem::size_of::<super::Transport>() <= 96);
+        assert_eq!(std::mem::size_of::<super::OutBuf>(), 8, "an idle connection's output is a null pointer");
     }
 }

@@ -7,6 +7,7 @@ use std::net::Shutdown;
 use std::time::Instant;
 
 use mio::{Interest, Poll, Token};
+use thin_vec::ThinVec;
 
 use super::conn::{Conn, Life, Transport, LINGER};
 use super::http::{self, Env, Stop};
@@ -72,7 +73,7 @@ pub fn drive_conn(conn: &mut Conn, scratch: &mut [u8], env: &mut Env<'_>) -> boo
         }
     }
     if !matches!(conn.life, Life::Open) {
-        conn.inbuf = Vec::new();
+        conn.inbuf = ThinVec::new();
         conn.stalled = false;
     }
     if !write_out(conn, env) {
@@ -112,7 +113,7 @@ fn process_buffered(conn: &mut Conn, env: &mut Env<'_>) {
     let mut buf = std::mem::take(&mut conn.inbuf);
     let (used, stop) = process(conn, &mut buf, env);
     if used >= buf.len() {
-        buf = Vec::new();
+        buf = ThinVec::new();
     } else {
         buf.drain(..used);
     }

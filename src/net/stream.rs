@@ -78,6 +78,11 @@ pub fn subscribe(conn: &mut Conn, hub: &mut Hub, key: TopicKey, encoding: Encodi
     // subscribe happen while the same connection is handled.
     let after = hub.last_id();
     let slot = hub.subscribe(&key, Subscriber { sink, encoding, after })?;
+    // Most connections follow one topic: room for exactly one, then for a few more at a
+    // time (the list is a connection's idle cost).
+    if conn.subs.len() == conn.subs.capacity() {
+        conn.subs.reserve_exact(conn.subs.len().clamp(1, 8));
+    }
     conn.subs.push((key, slot));
     Ok(after)
 }
