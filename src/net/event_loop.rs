@@ -79,6 +79,10 @@ pub struct Server {
     pub(super) scratch: Box<[u8]>,
     pub(super) date: DateCache,
     pub(super) now: Instant,
+    /// The wall clock (µs since the epoch) read with `now`, once per turn: message ids are
+    /// made from it (the hub keeps them increasing), and reading it per connection event
+    /// cost a clock call per echoed message.
+    pub(super) wall_us: u64,
     pub(super) next_id: u64,
     /// Connections that can progress without waiting for an event, first come first served.
     pub(super) pending: VecDeque<Token>,
@@ -139,6 +143,7 @@ impl Server {
             scratch: vec![0; SCRATCH].into_boxed_slice(),
             date: DateCache::new(SystemTime::now()),
             now,
+            wall_us: wall_micros(),
             next_id: 0,
             pending: VecDeque::new(),
             to_close: Vec::new(),
@@ -186,7 +191,9 @@ impl Server {
                 return Err(e);
             }
             self.now = Instant::now();
-            self.date.update(SystemTime::now());
+            let wall = SystemTime::now();
+            self.wall_us = wall.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64);
+            self.date.update(wall);
 
             for event in events.iter() {
                 match event.token() {
@@ -416,7 +423,7 @@ impl Server {
         if conn.dead {
             return;
         }
-        let mut env = Env { app: &mut self.app, date: &self.date, now, draining, handled: 0, wall_us: wall_micros() };
+        let mut env = Env { app: &mut self.app, date: &self.date, now, draining, handled: 0, wall_us: self.wall_us };
         let alive = drive_conn(conn, &mut self.scratch, &mut env);
         let cfg = &self.app.config;
         if alive {
@@ -602,7 +609,7 @@ impl Server {
                 TimerKey::Redis => self.on_redis_timer(),
                 TimerKey::Tick => {
                     self.tick_armed = false;
-                    if let Some(next) = self.app.tick(self.now, wall_micros()) {
+                    if let Some(next) = self.app.tick(self.now, self.wall_us) {
                         self.tick_armed = true;
                         self.timers.add(next, TimerKey::Tick);
                     }

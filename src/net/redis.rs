@@ -345,7 +345,7 @@ impl Server {
                     h.parked = None;
                     if let (Some(req), Life::Open) = (held, &c.life) {
                         let draining = self.draining.is_some();
-                        let mut env = super::http::Env { app: &mut self.app, date: &self.date, now: self.now, draining, handled: 0, wall_us: super::event_loop::wall_micros() };
+                        let mut env = super::http::Env { app: &mut self.app, date: &self.date, now: self.now, draining, handled: 0, wall_us: self.wall_us };
                         super::http::respond(c, &req, &mut env);
                     }
                 }

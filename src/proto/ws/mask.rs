@@ -16,9 +16,10 @@
 
 /// XORs `buf` with `key`, `buf[0]` being byte `offset` of the frame payload.
 pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) {
-    // Line the key up with buf[0]: byte i of buf takes key[(offset + i) % 4].
-    let mut key = key;
-    key.rotate_left(offset % 4);
+    // Line the key up with buf[0]: byte i of buf takes key[(offset + i) % 4]. (A rotation of
+    // the key as one integer: `<[u8]>::rotate_left` is a general slice rotation, and was a
+    // tenth of the server's instructions per echoed 32-byte message.)
+    let key = u32::from_le_bytes(key).rotate_right(8 * (offset % 4) as u32).to_le_bytes();
     let [k0, k1, k2, k3] = key;
     let wide = u64::from_ne_bytes([k0, k1, k2, k3, k0, k1, k2, k3]);
     let mut words = buf.chunks_exact_mut(8);
