@@ -376,4 +376,33 @@ mod tests {
         // Written and drained: every connection let go of its reference.
         assert_eq!(Rc::strong_count(&frame), 1);
     }
+
+    /// Issue 14: an idle connection's output is one null pointer; a drained queue goes back
+    /// to the thread's pool, and the next connection's reply takes it (with its coalescing
+    /// buffer) instead of allocating.
+    #[test]
+    fn a_drained_queue_is_released_and_reused() {
+        let mut a = OutBuf::default();
+        assert!(a.q.is_none());
+        a.extend(b"reply");
+        let first: *const Queue = &**a.q.as_ref().unwrap();
+        let mut w: Vec<u8> = Vec::new();
+        assert_eq!(a.write_to(&mut w, &mut 0).unwrap(), Flush::Drained);
+        assert_eq!(a.release(), None);
+        assert!(a.q.is_none());
+        let mut b = OutBuf::default();
+        b.extend(b"next");
+        let q = b.q.as_ref().unwrap();
+        assert!(std::ptr::eq(&**q, first), "the pooled queue is reused");
+        let Some(Chunk::Owned(v)) = q.chunks.back() else { panic!("no tail") };
+        assert!(v.capacity() >= TAIL_CAPACITY, "with its coalescing buffer");
+        // What a queue knew while busy goes with it: the push instant is handed back once.
+        let t = Instant::now();
+        b.note_push(t);
+        b.set_stuck_since(t);
+        assert_eq!(b.stuck_since(), Some(t));
+        b.write_to(&mut w, &mut 0).unwrap();
+        assert_eq!(b.release(), Some(t));
+        assert_eq!(b.stuck_since(), None);
+    }
 }

@@ -916,4 +916,28 @@ mod tests {
         // Without the extension, RSV1 is a reserved bit.
         assert_eq!(run(MAX, &zframe(true, true, Text, &z(b"a"))).1, Some(P("reserved bits set")));
     }
+
+    /// Issue 14: an idle connection's assembler holds nothing but its few words. A frame
+    /// that arrives whole is lent out of the input, unmasked in place, with nothing kept; a
+    /// message spread over pieces holds its partial state only until it is complete.
+    #[test]
+    fn only_a_message_in_progress_holds_memory() {
+        let mut a = Assembler::new(MAX);
+        let mut whole = text("Hello");
+        let n = whole.len();
+        let (used, ev) = a.advance(&mut whole).unwrap();
+        assert_eq!((used, ev), (n, Some(t("Hello"))));
+        assert!(matches!(a.advance(&mut text("x")).unwrap().1, Some(WsEvent::Text(Cow::Borrowed(_)))), "a whole frame is lent, not copied");
+        assert!(!a.holds_memory());
+
+        let f = cat(&[frame(false, OpCode::Text, b"Hel"), frame(true, OpCode::Continuation, b"lo")]);
+        assert_eq!(a.advance_copy(&f[..7]), Ok((7, None)), "header and one payload byte");
+        assert!(a.holds_memory(), "a frame cut in two is kept");
+        assert_eq!(a.advance_copy(&f[7..9]), Ok((2, None)));
+        assert!(a.holds_memory(), "an open fragmented message is kept");
+        let mut rest = f[9..].to_vec();
+        let (_, ev) = a.advance(&mut rest).unwrap();
+        assert_eq!(ev, Some(t("Hello")));
+        assert!(!a.holds_memory(), "complete: the partial state is let go");
+    }
 }
