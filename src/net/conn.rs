@@ -54,7 +54,8 @@ pub struct Http {
     /// When the head now being received began to arrive (or when the connection opened,
     /// before its first request): the header timeout runs from here.
     pub head_started: Option<Instant>,
-    /// (Boxed: rare, and a connection's size is its idle cost.)
+    /// A file being streamed as the response body (boxed: rare, and a connection's size is
+    /// its idle cost).
     pub file: Option<Box<FileSend>>,
     /// Cluster: requests wait for Redis's answers (boxed: rare, and a connection's size is
     /// its idle cost).

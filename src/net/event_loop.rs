@@ -107,7 +107,11 @@ pub struct Server {
 
 /// Microseconds since the Unix epoch: message ids.
 pub(super) fn wall_micros() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
+    micros_since_epoch(SystemTime::now())
+}
+
+fn micros_since_epoch(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
 }
 
 impl Server {
@@ -192,7 +196,7 @@ impl Server {
             }
             self.now = Instant::now();
             let wall = SystemTime::now();
-            self.wall_us = wall.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64);
+            self.wall_us = micros_since_epoch(wall);
             self.date.update(wall);
 
             for event in events.iter() {

@@ -234,17 +234,21 @@ impl OutBuf {
     pub fn write_to<W: Write>(&mut self, w: &mut W, written: &mut u64) -> io::Result<Flush> {
         let Some(q) = self.q.as_mut() else { return Ok(Flush::Drained) };
         while q.len > 0 {
+            let mut offered = 0;
             let res = if q.chunks.len() == 1 {
                 // One buffer (an echo, a reply, one shared frame): `send` rather than
                 // `writev`, which costs the kernel an iovec import and the vfs layer for
                 // nothing (and us the iovec array).
+                offered = q.len as usize;
                 w.write(&q.chunks[0].bytes()[q.front_off as usize..])
             } else {
                 let mut iov: [IoSlice<'_>; MAX_IOV] = [IoSlice::new(&[]); MAX_IOV];
                 let mut n_iov = 0;
                 for (i, c) in q.chunks.iter().take(MAX_IOV).enumerate() {
-                    iov[n_iov] = IoSlice::new(if i == 0 { &c.bytes()[q.front_off as usize..] } else { c.bytes() });
+                    let b = if i == 0 { &c.bytes()[q.front_off as usize..] } else { c.bytes() };
+                    iov[n_iov] = IoSlice::new(b);
                     n_iov += 1;
+                    offered += b.len();
                 }
                 w.write_vectored(&iov[..n_iov])
             };
@@ -252,7 +256,6 @@ impl OutBuf {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => {
                     *written += n as u64;
-                    let offered = q.offered();
                     q.consume(n);
                     if n < offered {
                         // A short write means the socket buffer is full: asking again would
@@ -270,12 +273,6 @@ impl OutBuf {
 }
 
 impl Queue {
-    /// What one write call offers: the unwritten part of the first `MAX_IOV` chunks.
-    fn offered(&self) -> usize {
-        let all: usize = self.chunks.iter().take(MAX_IOV).map(|c| c.bytes().len()).sum();
-        all - self.front_off as usize
-    }
-
     fn consume(&mut self, mut n: usize) {
         self.len -= n as u32;
         while n > 0 {

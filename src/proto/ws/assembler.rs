@@ -196,9 +196,12 @@ impl Assembler {
     /// An error means: fail the connection with the error's close code (RFC 6455 §7.1.7).
     pub fn advance<'a>(&mut self, input: &'a mut [u8]) -> Result<(usize, Option<WsEvent<'a>>), WsError> {
         let res = self.step(input);
-        if let Err(e) = res {
-            self.state = State::Failed;
-            self.slow = Some(Box::new(Slow { failed: Some(e), ..Slow::default() }));
+        match res {
+            Err(e) => {
+                self.state = State::Failed;
+                self.slow = Some(Box::new(Slow { failed: Some(e), ..Slow::default() }));
+            }
+            Ok(_) => self.settle(),
         }
         res
     }
@@ -214,7 +217,8 @@ impl Assembler {
         self.slow.get_or_insert_with(Box::default)
     }
 
-    /// Lets go of the slow state once it holds nothing that outlives the frame just done.
+    /// Lets go of the slow state once it holds nothing: no frame or message in progress, no
+    /// inflater, no error (one check per call; nothing to do while it is `None`).
     fn settle(&mut self) {
         if let Some(s) = &self.slow {
             if s.open.is_none() && s.inflater.is_none() && s.failed.is_none() && matches!(self.state, State::Header) {
@@ -288,9 +292,7 @@ impl Assembler {
                     }
                     self.state = State::Header;
                     if fin {
-                        let ev = self.finish_message()?;
-                        self.settle();
-                        return Ok((used, Some(ev)));
+                        return Ok((used, Some(self.finish_message()?)));
                     }
                 }
                 State::Control { opcode, key, left } => {
@@ -305,9 +307,7 @@ impl Assembler {
                     let mut payload = std::mem::take(&mut s.control);
                     apply_mask(&mut payload, key, 0);
                     self.state = State::Header;
-                    let ev = self.control_event(opcode, Cow::Owned(payload))?;
-                    self.settle();
-                    return Ok((used, Some(ev)));
+                    return Ok((used, Some(self.control_event(opcode, Cow::Owned(payload))?)));
                 }
             }
         }
@@ -371,12 +371,7 @@ impl Assembler {
         let len = h.payload_len as usize;
         s.open = Some(kind);
         if len == 0 {
-            if !h.fin {
-                return Ok(None);
-            }
-            let ev = self.finish_message()?;
-            self.settle();
-            return Ok(Some(ev));
+            return if h.fin { self.finish_message().map(Some) } else { Ok(None) };
         }
         s.message.reserve(len.min(PREALLOC_MAX));
         self.state = State::Data { key, pos: 0, left: len as u32, fin: h.fin };
